@@ -1,0 +1,253 @@
+"""Official MATPAC PyTorch `state_dict`s -> Keras models (SPEC section 8).
+
+The architecture is read from tensor shapes; the number of attention heads cannot be, so it
+comes from a head width (64 for the encoder, 32 for the predictor, as in the official models)
+unless given. Loading is strict: every Keras weight must receive exactly one checkpoint tensor
+of the right shape and every checkpoint tensor must be used, else `CheckpointMismatchError`
+names the first offending tensor.
+"""
+
+import re
+
+import numpy as np
+
+from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.pretrainer import MatpacPretrainer
+
+ENCODER_PREFIX = "student_encoder."
+EMA_KEY, HEAD_EMA_KEY = "_ema", "_cls_head_ema"
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint does not fit the model (missing, unexpected or mis-shaped tensor)."""
+
+
+def _linear(weight: np.ndarray) -> np.ndarray:
+    return weight.T  # PyTorch Linear [out, in] -> Keras Dense kernel [in, out]
+
+
+def _count_blocks(state: dict, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    return len({int(m.group(1)) for key in state if (m := pattern.match(key))})
+
+
+def _flatten(state: dict) -> dict:
+    """Nested teacher dicts (`_ema`, `_cls_head_ema`) -> `_ema/<name>` keys; strips `model.`."""
+    flat = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            for sub, tensor in value.items():
+                flat[f"{key}/{sub.removeprefix('model.')}"] = np.asarray(tensor)
+        else:
+            flat[key] = np.asarray(value)
+    return flat
+
+
+def _heads_from_width(dim: int, head_width: int, what: str) -> int:
+    if dim % head_width:
+        raise CheckpointMismatchError(
+            f"{what} width {dim} is not a multiple of head width {head_width}: pass num_heads"
+        )
+    return dim // head_width
+
+
+def backbone_config(state: dict, num_heads: int | None = None, num_mels: int = 80) -> dict:
+    """MatpacBackbone arguments read from an official state_dict."""
+    state = _flatten(state)
+    for key in ("patch_embed.proj.weight", "pos_embed", f"{ENCODER_PREFIX}norm.weight"):
+        if key not in state:
+            raise CheckpointMismatchError(f"not a MATPAC checkpoint: tensor {key!r} is missing")
+    embed_dim, _, patch_size, _ = state["patch_embed.proj.weight"].shape
+    num_tokens = state["pos_embed"].shape[1] - 1
+    time_patches = num_tokens // (num_mels // patch_size)
+    fc1 = state[f"{ENCODER_PREFIX}blocks.0.mlp.fc1.weight"]
+    return dict(
+        embed_dim=int(embed_dim),
+        depth=_count_blocks(state, f"{ENCODER_PREFIX}blocks."),
+        num_heads=num_heads or _heads_from_width(int(embed_dim), 64, "encoder"),
+        mlp_ratio=fc1.shape[0] / embed_dim,
+        patch_size=int(patch_size),
+        num_mels=num_mels,
+        max_frames=int(time_patches * patch_size),
+    )
+
+
+def _mcl_prefix(state: dict) -> str | None:
+    for prefix in ("mcl_heads.mcl_heads.", "mcl_heads."):
+        if f"{prefix}0.weight" in state:
+            return prefix
+    return None
+
+
+def pretrainer_config(state: dict, predictor_num_heads: int | None = None) -> dict:
+    """MatpacPretrainer arguments (besides the backbone) read from a full training state_dict."""
+    state = _flatten(state)
+    if "decoder.decoder_embed.weight" not in state:
+        raise CheckpointMismatchError("not a training checkpoint: 'decoder.*' tensors are missing")
+    predictor_dim = state["decoder.decoder_embed.weight"].shape[0]
+    mcl = _mcl_prefix(state)
+    head = "cls_student_head."
+    return dict(
+        predictor_dim=int(predictor_dim),
+        predictor_depth=_count_blocks(state, "decoder.decoder_blocks."),
+        predictor_heads=predictor_num_heads
+        or _heads_from_width(int(predictor_dim), 32, "predictor"),
+        num_prediction_heads=_count_blocks(state, mcl) if mcl else 1,
+        head_hidden_dim=int(state[f"{head}mlp.0.weight"].shape[0]),
+        head_bottleneck_dim=int(state[f"{head}mlp.4.weight"].shape[0]),
+        num_classes=int(state[_weight_norm_tensors(state, f"{head}last_layer.")[1]].shape[0]),
+    )
+
+
+def _weight_norm_tensors(state: dict, prefix: str) -> tuple[str, str]:
+    """Keys of (g, v) for `weight_norm` (old style) or a parametrization (new style)."""
+    for g_key, v_key in (
+        (f"{prefix}weight_g", f"{prefix}weight_v"),
+        (f"{prefix}parametrizations.weight.original0", f"{prefix}parametrizations.weight.original1"),
+    ):
+        if g_key in state:
+            return g_key, v_key
+    raise CheckpointMismatchError(f"no weight-norm tensors under {prefix!r}")
+
+
+class _Assigner:
+    """Collects (variable, checkpoint key, transform) and applies them strictly."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.used: set[str] = set()
+        self.pending: list = []
+
+    def take(self, variable, key: str, transform=lambda x: x):
+        if key not in self.state:
+            raise CheckpointMismatchError(
+                f"checkpoint has no tensor {key!r} (needed for Keras weight {variable.path})"
+            )
+        value = np.asarray(transform(self.state[key]), dtype="float32")
+        if tuple(value.shape) != tuple(variable.shape):
+            raise CheckpointMismatchError(
+                f"tensor {key!r} has shape {self.state[key].shape}, which does not fit Keras "
+                f"weight {variable.path} of shape {tuple(variable.shape)}"
+            )
+        self.used.add(key)
+        self.pending.append((variable, value))
+
+    def check_fixed(self, key: str, expected: np.ndarray):
+        """A non-trainable tensor we compute ourselves (sin-cos positions): must match."""
+        if key not in self.state:
+            return
+        value = self.state[key].reshape(-1, expected.shape[-1])[1:]
+        if value.shape != expected.shape or not np.allclose(value, expected, atol=1e-5):
+            raise CheckpointMismatchError(
+                f"tensor {key!r} is not the fixed sin-cos position table this model uses "
+                f"(shape {self.state[key].shape})"
+            )
+        self.used.add(key)
+
+    def finish(self, ignore_prefixes: tuple = ()):
+        unused = sorted(
+            k for k in self.state if k not in self.used and not k.startswith(ignore_prefixes)
+        )
+        if unused:
+            raise CheckpointMismatchError(
+                f"checkpoint tensor {unused[0]!r} has no place in the model "
+                f"({len(unused)} unused tensors)"
+            )
+        for variable, value in self.pending:
+            variable.assign(value)
+
+
+def _assign_dense(a: _Assigner, dense, prefix: str):
+    a.take(dense.kernel, f"{prefix}weight", _linear)
+    a.take(dense.bias, f"{prefix}bias")
+
+
+def _assign_norm(a: _Assigner, norm, prefix: str):
+    a.take(norm.gamma, f"{prefix}weight")
+    a.take(norm.beta, f"{prefix}bias")
+
+
+def _assign_stack(a: _Assigner, stack, blocks_prefix: str, norm_key: str):
+    for i, block in enumerate(stack.blocks):
+        p = f"{blocks_prefix}{i}."
+        _assign_norm(a, block.norm1, p + "norm1.")
+        _assign_dense(a, block.attn.qkv, p + "attn.qkv.")
+        _assign_dense(a, block.attn.proj, p + "attn.proj.")
+        _assign_norm(a, block.norm2, p + "norm2.")
+        _assign_dense(a, block.fc1, p + "mlp.fc1.")
+        _assign_dense(a, block.fc2, p + "mlp.fc2.")
+    _assign_norm(a, stack.norm, norm_key)
+
+
+def _assign_backbone(a: _Assigner, backbone: MatpacBackbone):
+    patch = backbone.patch_size
+    a.take(
+        backbone.patch_embedding.projection.kernel,
+        "patch_embed.proj.weight",
+        lambda w: w.reshape(w.shape[0], patch * patch).T,
+    )
+    a.take(backbone.patch_embedding.projection.bias, "patch_embed.proj.bias")
+    a.take(backbone.cls_token, "cls_token")
+    a.check_fixed("pos_embed", backbone.positions.reshape(-1, backbone.embed_dim))
+    _assign_stack(a, backbone.encoder, f"{ENCODER_PREFIX}blocks.", f"{ENCODER_PREFIX}norm.")
+
+
+def _assign_head(a: _Assigner, head, prefix: str):
+    for index, dense in zip((0, 2, 4), head.mlp):
+        _assign_dense(a, dense, f"{prefix}mlp.{index}.")
+    g_key, v_key = _weight_norm_tensors(a.state, f"{prefix}last_layer.")
+    a.take(head.last_layer.g, g_key, lambda g: g.reshape(-1))
+    a.take(head.last_layer.v, v_key, _linear)
+
+
+def _assign_pretrainer(a: _Assigner, model: MatpacPretrainer):
+    _assign_backbone(a, model.backbone)
+    predictor = model.predictor
+    _assign_dense(a, predictor.input_projection, "decoder.decoder_embed.")
+    a.take(predictor.mask_token, "decoder.mask_token")
+    a.check_fixed("decoder.decoder_pos_embed", predictor.positions.reshape(-1, predictor.predictor_dim))
+    _assign_stack(a, predictor.trunk, "decoder.decoder_blocks.", "decoder.decoder_norm.")
+    mcl = _mcl_prefix(a.state)
+    if mcl:
+        for i, head in enumerate(predictor.output_heads):
+            _assign_dense(a, head, f"{mcl}{i}.")
+    else:
+        _assign_dense(a, predictor.output_heads[0], "decoder.decoder_pred.")
+    _assign_head(a, model.student_head, "cls_student_head.")
+    _assign_stack(a, model.teacher_encoder, f"{EMA_KEY}/blocks.", f"{EMA_KEY}/norm.")
+    _assign_head(a, model.teacher_head, f"{HEAD_EMA_KEY}/")
+    a.take(model.center, "cls_head_loss.center")
+
+
+def is_training_checkpoint(state: dict) -> bool:
+    return any(key.startswith("decoder.") for key in state)
+
+
+def load_official_weights(model, state: dict) -> None:
+    """Strictly copies an official state_dict into a built MatpacBackbone or MatpacPretrainer."""
+    a = _Assigner(_flatten(state))
+    if isinstance(model, MatpacPretrainer):
+        # MATPAC++ files keep the unused single-head `decoder_pred`; a scoring head is unused.
+        ignored = ("decoder.decoder_pred.", "mcl_heads.scoring_head.") if _mcl_prefix(a.state) else ()
+        _assign_pretrainer(a, model)
+        a.finish(ignored)
+    else:
+        _assign_backbone(a, model)
+        a.finish()
+
+
+def model_from_state_dict(
+    state: dict, num_heads: int | None = None, predictor_num_heads: int | None = None
+):
+    """Builds the Keras model an official state_dict describes and loads it (strictly).
+
+    Encoder-only files give a MatpacBackbone; training files a MatpacPretrainer.
+    """
+    backbone = MatpacBackbone(**backbone_config(state, num_heads))
+    if is_training_checkpoint(state):
+        model = MatpacPretrainer(backbone, **pretrainer_config(state, predictor_num_heads))
+    else:
+        model = backbone
+    model.build(None)
+    load_official_weights(model, state)
+    return model
