@@ -237,15 +237,22 @@ def load_official_weights(model, state: dict) -> None:
 
 
 def model_from_state_dict(
-    state: dict, num_heads: int | None = None, predictor_num_heads: int | None = None
+    state: dict,
+    num_heads: int | None = None,
+    predictor_num_heads: int | None = None,
+    num_mels: int = 80,
+    **pretrainer_kwargs,
 ):
     """Builds the Keras model an official state_dict describes and loads it (strictly).
 
-    Encoder-only files give a MatpacBackbone; training files a MatpacPretrainer.
+    Encoder-only files give a MatpacBackbone; training files a MatpacPretrainer, to which
+    `pretrainer_kwargs` (schedules, loss weights: what shapes cannot tell) are passed.
     """
-    backbone = MatpacBackbone(**backbone_config(state, num_heads))
+    backbone = MatpacBackbone(**backbone_config(state, num_heads, num_mels))
     if is_training_checkpoint(state):
-        model = MatpacPretrainer(backbone, **pretrainer_config(state, predictor_num_heads))
+        model = MatpacPretrainer(
+            backbone, **pretrainer_config(state, predictor_num_heads), **pretrainer_kwargs
+        )
     else:
         model = backbone
     model.build(None)

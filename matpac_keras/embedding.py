@@ -155,3 +155,25 @@ class EmbeddingExtractor:
             for i in range(0, len(chunks), self.batch_size)
         ]
         return np.concatenate(outputs, axis=0)
+
+    def embed_clips(self, waveforms: list[np.ndarray], progress=None) -> list[ClipEmbeddings]:
+        """Embeddings of clips of any lengths (1-D 16 kHz arrays), one ClipEmbeddings each.
+
+        Clips of equal length are encoded together, `batch_size` at a time; `progress`, if
+        given, is called with the number of clips finished after each batch.
+        """
+        by_length: dict[int, list[int]] = {}
+        for index, waveform in enumerate(waveforms):
+            by_length.setdefault(len(waveform), []).append(index)
+        results: list = [None] * len(waveforms)
+        for indices in by_length.values():
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start : start + self.batch_size]
+                out = self.embed_waveforms(np.stack([waveforms[i] for i in batch]))
+                for row, index in enumerate(batch):
+                    results[index] = ClipEmbeddings(
+                        *(None if a is None else a[row] for a in vars(out).values())
+                    )
+                if progress is not None:
+                    progress(len(batch))
+        return results

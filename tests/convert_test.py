@@ -1,0 +1,129 @@
+"""Official checkpoints: strict conversion and the fixture forward pass (train_step.npz)."""
+
+import keras
+import numpy as np
+import pytest
+
+from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.convert import (
+    CheckpointMismatchError,
+    backbone_config,
+    model_from_state_dict,
+    pretrainer_config,
+)
+from matpac_keras.pretrainer import MatpacPretrainer
+from tests.conftest import FIXTURE_HEADS, FIXTURE_STEP, relative_error
+
+FORWARD_KEYS = ["z_hat_m", "z_m", "student_logits", "teacher_probs", "loss_cls", "loss_pred", "loss"]
+
+
+def test_architecture_read_from_shapes(train_full_state):
+    assert backbone_config(train_full_state) == dict(
+        embed_dim=128, depth=3, num_heads=2, mlp_ratio=4.0, patch_size=16, num_mels=80, max_frames=128
+    )
+    assert pretrainer_config(train_full_state, predictor_num_heads=4) == dict(
+        predictor_dim=64, predictor_depth=2, predictor_heads=4, num_prediction_heads=1,
+        head_hidden_dim=256, head_bottleneck_dim=256, num_classes=256,
+    )
+
+
+def test_encoder_only_gives_backbone_and_training_file_gives_pretrainer(
+    encoder_only_state, train_full_state
+):
+    assert isinstance(model_from_state_dict(encoder_only_state), MatpacBackbone)
+    assert isinstance(model_from_state_dict(train_full_state, **FIXTURE_HEADS), MatpacPretrainer)
+
+
+def test_forward_pass_reproduces_official_step(fixture_pretrainer, fixture_arrays):
+    step = fixture_arrays("train_step")
+    out = fixture_pretrainer.forward(
+        step["source"], step["ids_shuffle"].astype("int32"), step=FIXTURE_STEP
+    )
+    assert float(keras.ops.convert_to_numpy(out["teacher_temperature"])) == pytest.approx(
+        float(step["teacher_temp"]), abs=1e-7
+    )
+    for key in FORWARD_KEYS:
+        ours = keras.ops.convert_to_numpy(out[key]).reshape(step[key].shape)
+        assert relative_error(ours, step[key]) < 1e-4, key
+    # Tighter than the tolerance on purpose: a tanh GELU or LayerNorm eps 1e-5 moves these ~4e-6.
+    assert relative_error(keras.ops.convert_to_numpy(out["z_hat_m"]), step["z_hat_m"]) < 2e-6
+
+
+def test_teachers_and_centre_are_loaded(fixture_pretrainer, train_full_state):
+    teacher = fixture_pretrainer.teacher_encoder.blocks[1].fc1.kernel
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(teacher), train_full_state["_ema"]["blocks.1.mlp.fc1.weight"].T
+    )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(fixture_pretrainer.teacher_head.last_layer.g),
+        train_full_state["_cls_head_ema"]["last_layer.weight_g"][:, 0],
+    )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(fixture_pretrainer.center), train_full_state["cls_head_loss.center"]
+    )
+
+
+def _copy(state):
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in state.items()}
+
+
+def test_missing_tensor_is_named(train_full_state):
+    state = _copy(train_full_state)
+    del state["student_encoder.blocks.1.attn.proj.bias"]
+    with pytest.raises(CheckpointMismatchError, match="student_encoder.blocks.1.attn.proj.bias"):
+        model_from_state_dict(state, **FIXTURE_HEADS)
+
+
+def test_wrong_shape_is_named(encoder_only_state):
+    state = _copy(encoder_only_state)
+    state["student_encoder.blocks.2.mlp.fc2.weight"] = np.zeros((128, 256), "float32")
+    with pytest.raises(CheckpointMismatchError, match=r"blocks.2.mlp.fc2.weight.*\(128, 256\)"):
+        model_from_state_dict(state)
+
+
+def test_unexpected_tensor_is_named(encoder_only_state):
+    state = _copy(encoder_only_state)
+    state["head.weight"] = np.zeros((527, 768), "float32")
+    with pytest.raises(CheckpointMismatchError, match="'head.weight'"):
+        model_from_state_dict(state)
+
+
+def test_wrong_positions_are_refused(encoder_only_state):
+    state = _copy(encoder_only_state)
+    state["pos_embed"] = state["pos_embed"] + 0.1
+    with pytest.raises(CheckpointMismatchError, match="pos_embed"):
+        model_from_state_dict(state)
+
+
+def test_not_a_matpac_checkpoint():
+    with pytest.raises(CheckpointMismatchError, match="not a MATPAC checkpoint"):
+        model_from_state_dict({"conv.weight": np.zeros((3, 3))})
+
+
+@pytest.mark.parametrize("prefix", ["mcl_heads.mcl_heads.", "mcl_heads."])
+def test_matpac_plusplus_heads(train_full_state, fixture_pretrainer, fixture_arrays, prefix):
+    rng = np.random.default_rng(0)
+    state = _copy(train_full_state)
+    for i in range(5):
+        state[f"{prefix}{i}.weight"] = rng.normal(0, 0.1, (128, 64)).astype("float32")
+        state[f"{prefix}{i}.bias"] = rng.normal(0, 0.1, 128).astype("float32")
+    # Head 2 is the single-head model's output layer: its predictions must equal MATPAC's.
+    state[f"{prefix}2.weight"] = state["decoder.decoder_pred.weight"]
+    state[f"{prefix}2.bias"] = state["decoder.decoder_pred.bias"]
+    model = model_from_state_dict(state, **FIXTURE_HEADS)
+    assert model.num_prediction_heads == 5
+    step = fixture_arrays("train_step")
+    ids = step["ids_shuffle"].astype("int32")
+    out = {k: keras.ops.convert_to_numpy(v) for k, v in model.forward(step["source"], ids).items()}
+    single = keras.ops.convert_to_numpy(fixture_pretrainer.forward(step["source"], ids)["z_hat_m"])
+    np.testing.assert_allclose(out["predictions"][:, 2], single, atol=1e-5)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    per_head = 2 - 2 * np.sum(unit(out["predictions"]) * unit(out["z_m"])[:, None], -1)
+    best = per_head.argmin(axis=1)  # [B, M]
+    chosen = np.take_along_axis(out["predictions"], best[:, None, :, None], axis=1)[:, 0]
+    np.testing.assert_allclose(out["z_hat_m"], chosen, atol=1e-6)
+    weights = np.exp(-per_head / 0.1) / np.exp(-per_head / 0.1).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(out["loss_pred"], (weights * per_head).sum(axis=1), atol=1e-5)
