@@ -82,7 +82,7 @@ class MatpacBackbone(ShapeFreeModel):
 
     @classmethod
     def from_variant(cls, variant: str, **kwargs) -> "MatpacBackbone":
-        """A backbone of a named size from `BACKBONE_VARIANTS` ("tiny", "small", "base", "large")."""
+        """A backbone of a named size from `BACKBONE_VARIANTS` ("tiny", "small", "base", ...)."""
         if variant not in BACKBONE_VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; known: {sorted(BACKBONE_VARIANTS)}")
         return cls(**{**BACKBONE_VARIANTS[variant], **kwargs})

@@ -103,7 +103,10 @@ def _weight_norm_tensors(state: dict, prefix: str) -> tuple[str, str]:
     """Keys of (g, v) for `weight_norm` (old style) or a parametrization (new style)."""
     for g_key, v_key in (
         (f"{prefix}weight_g", f"{prefix}weight_v"),
-        (f"{prefix}parametrizations.weight.original0", f"{prefix}parametrizations.weight.original1"),
+        (
+            f"{prefix}parametrizations.weight.original0",
+            f"{prefix}parametrizations.weight.original1",
+        ),
     ):
         if g_key in state:
             return g_key, v_key
@@ -193,7 +196,7 @@ def _assign_backbone(a: _Assigner, backbone: MatpacBackbone):
 
 
 def _assign_head(a: _Assigner, head, prefix: str):
-    for index, dense in zip((0, 2, 4), head.mlp):
+    for index, dense in zip((0, 2, 4), head.mlp, strict=True):
         _assign_dense(a, dense, f"{prefix}mlp.{index}.")
     g_key, v_key = _weight_norm_tensors(a.state, f"{prefix}last_layer.")
     a.take(head.last_layer.g, g_key, lambda g: g.reshape(-1))
@@ -205,7 +208,9 @@ def _assign_pretrainer(a: _Assigner, model: MatpacPretrainer):
     predictor = model.predictor
     _assign_dense(a, predictor.input_projection, "decoder.decoder_embed.")
     a.take(predictor.mask_token, "decoder.mask_token")
-    a.check_fixed("decoder.decoder_pos_embed", predictor.positions.reshape(-1, predictor.predictor_dim))
+    a.check_fixed(
+        "decoder.decoder_pos_embed", predictor.positions.reshape(-1, predictor.predictor_dim)
+    )
     _assign_stack(a, predictor.trunk, "decoder.decoder_blocks.", "decoder.decoder_norm.")
     mcl = _mcl_prefix(a.state)
     if mcl:
@@ -228,7 +233,9 @@ def load_official_weights(model, state: dict) -> None:
     a = _Assigner(_flatten(state))
     if isinstance(model, MatpacPretrainer):
         # MATPAC++ files keep the unused single-head `decoder_pred`; a scoring head is unused.
-        ignored = ("decoder.decoder_pred.", "mcl_heads.scoring_head.") if _mcl_prefix(a.state) else ()
+        ignored = (
+            ("decoder.decoder_pred.", "mcl_heads.scoring_head.") if _mcl_prefix(a.state) else ()
+        )
         _assign_pretrainer(a, model)
         a.finish(ignored)
     else:

@@ -45,9 +45,7 @@ class TokenFeatures(keras.Model):
         shape = ops.shape(tokens)
         grid = ops.reshape(tokens, (shape[0], shape[1], bb.num_freq_patches, -1, bb.embed_dim))
         grid = ops.transpose(grid, (0, 1, 3, 2, 4))
-        return ops.reshape(
-            grid, (shape[0], shape[1], -1, bb.num_freq_patches * bb.embed_dim)
-        )
+        return ops.reshape(grid, (shape[0], shape[1], -1, bb.num_freq_patches * bb.embed_dim))
 
     def get_config(self):
         return {

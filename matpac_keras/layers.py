@@ -45,7 +45,9 @@ class PatchEmbedding(keras.layers.Layer):
         self.embed_dim = embed_dim
         self.patch_size = patch_size
         self.projection = keras.layers.Dense(
-            embed_dim, kernel_initializer=xavier_uniform(), dtype=self.dtype_policy,
+            embed_dim,
+            kernel_initializer=xavier_uniform(),
+            dtype=self.dtype_policy,
             name="projection",
         )
 

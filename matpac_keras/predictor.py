@@ -75,7 +75,8 @@ class MatpacPredictor(keras.layers.Layer):
         x = self.input_projection(encoded_visible)
         num_visible = ops.shape(x)[1] - 1
         mask_tokens = ops.broadcast_to(
-            ops.cast(self.mask_token, x.dtype), (batch, num_tokens - num_visible, self.predictor_dim)
+            ops.cast(self.mask_token, x.dtype),
+            (batch, num_tokens - num_visible, self.predictor_dim),
         )
         shuffled = ops.concatenate([x[:, 1:], mask_tokens], axis=1)
         grid_order = gather_tokens(shuffled, ops.argsort(ids_shuffle, axis=-1))

@@ -16,7 +16,9 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     if not path.endswith(".keras"):
-        raise ValueError(f"{path!r}: expected a .keras file (convert .pt files with matpac-convert)")
+        raise ValueError(
+            f"{path!r}: expected a .keras file (convert .pt files with matpac-convert)"
+        )
     return keras.saving.load_model(path, compile=False)
 
 

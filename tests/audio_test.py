@@ -9,6 +9,8 @@ import soundfile as sf
 
 from matpac_keras import audio
 
+pytestmark = pytest.mark.single_backend
+
 FSDD_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
 
 

@@ -17,14 +17,24 @@ def backbone(encoder_only_state):
 
 def _numpy_encoder(state, spectrogram, depth=3, heads=4):
     tokens = ref.patch_embed(
-        spectrogram.astype(np.float64), state["patch_embed.proj.weight"], state["patch_embed.proj.bias"]
+        spectrogram.astype(np.float64),
+        state["patch_embed.proj.weight"],
+        state["patch_embed.proj.bias"],
     )
     n_time = tokens.shape[1] // 5
-    pos = state["pos_embed"][0, 1:].reshape(5, -1, tokens.shape[-1])[:, :n_time].reshape(-1, tokens.shape[-1])
-    x = np.concatenate([np.broadcast_to(state["cls_token"], (len(tokens), 1, tokens.shape[-1])), tokens + pos], 1)
+    pos = (
+        state["pos_embed"][0, 1:]
+        .reshape(5, -1, tokens.shape[-1])[:, :n_time]
+        .reshape(-1, tokens.shape[-1])
+    )
+    x = np.concatenate(
+        [np.broadcast_to(state["cls_token"], (len(tokens), 1, tokens.shape[-1])), tokens + pos], 1
+    )
     for i in range(depth):
         x = ref.block(x, state, f"student_encoder.blocks.{i}.", heads)
-    return ref.layer_norm(x, state["student_encoder.norm.weight"], state["student_encoder.norm.bias"])
+    return ref.layer_norm(
+        x, state["student_encoder.norm.weight"], state["student_encoder.norm.bias"]
+    )
 
 
 @pytest.mark.parametrize("frames", [128, 80, 16])
@@ -39,12 +49,19 @@ def test_return_layers(backbone, fixture_arrays):
     source = fixture_arrays("train_step")["source"][:1]
     final, layers = backbone(source, return_layers=True)
     assert len(layers) == 3
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layers[-1]), keras.ops.convert_to_numpy(final))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(layers[-1]), keras.ops.convert_to_numpy(final)
+    )
 
 
 @pytest.mark.parametrize(
     "shape, message",
-    [((2, 64, 128), "80 mel bins"), ((2, 80, 8), "8 frames"), ((2, 80, 144), "144 frames"), ((80, 128), "frames")],
+    [
+        ((2, 64, 128), "80 mel bins"),
+        ((2, 80, 8), "8 frames"),
+        ((2, 80, 144), "144 frames"),
+        ((80, 128), "frames"),
+    ],
 )
 def test_bad_shapes_are_named(backbone, shape, message):
     with pytest.raises(ValueError, match=message):
@@ -74,7 +91,9 @@ def test_save_and_load_keeps_outputs(backbone, tmp_path, fixture_arrays):
 
 
 def test_mixed_precision_backbone_is_finite():
-    model = MatpacBackbone(embed_dim=32, depth=1, num_heads=2, max_frames=64, dtype="mixed_bfloat16")
+    model = MatpacBackbone(
+        embed_dim=32, depth=1, num_heads=2, max_frames=64, dtype="mixed_bfloat16"
+    )
     out = model(np.random.default_rng(0).normal(size=(2, 80, 64)).astype("float32"))
     assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
     assert np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))).all()

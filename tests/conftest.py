@@ -72,4 +72,6 @@ def fixture_pretrainer(train_full_state):
 def relative_error(ours, reference) -> float:
     """max |ours - reference| / max |reference| (the fixtures README's "relative")."""
     reference = np.asarray(reference, dtype=np.float64)
-    return float(np.abs(np.asarray(ours, dtype=np.float64) - reference).max() / np.abs(reference).max())
+    return float(
+        np.abs(np.asarray(ours, dtype=np.float64) - reference).max() / np.abs(reference).max()
+    )

@@ -14,16 +14,35 @@ from matpac_keras.convert import (
 from matpac_keras.pretrainer import MatpacPretrainer
 from tests.conftest import FIXTURE_HEADS, FIXTURE_STEP, relative_error
 
-FORWARD_KEYS = ["z_hat_m", "z_m", "student_logits", "teacher_probs", "loss_cls", "loss_pred", "loss"]
+FORWARD_KEYS = [
+    "z_hat_m",
+    "z_m",
+    "student_logits",
+    "teacher_probs",
+    "loss_cls",
+    "loss_pred",
+    "loss",
+]
 
 
 def test_architecture_read_from_shapes(train_full_state):
     assert backbone_config(train_full_state) == dict(
-        embed_dim=128, depth=3, num_heads=2, mlp_ratio=4.0, patch_size=16, num_mels=80, max_frames=128
+        embed_dim=128,
+        depth=3,
+        num_heads=2,
+        mlp_ratio=4.0,
+        patch_size=16,
+        num_mels=80,
+        max_frames=128,
     )
     assert pretrainer_config(train_full_state, predictor_num_heads=4) == dict(
-        predictor_dim=64, predictor_depth=2, predictor_heads=4, num_prediction_heads=1,
-        head_hidden_dim=256, head_bottleneck_dim=256, num_classes=256,
+        predictor_dim=64,
+        predictor_depth=2,
+        predictor_heads=4,
+        num_prediction_heads=1,
+        head_hidden_dim=256,
+        head_bottleneck_dim=256,
+        num_classes=256,
     )
 
 
@@ -59,7 +78,8 @@ def test_teachers_and_centre_are_loaded(fixture_pretrainer, train_full_state):
         train_full_state["_cls_head_ema"]["last_layer.weight_g"][:, 0],
     )
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(fixture_pretrainer.center), train_full_state["cls_head_loss.center"]
+        keras.ops.convert_to_numpy(fixture_pretrainer.center),
+        train_full_state["cls_head_loss.center"],
     )
 
 

@@ -30,11 +30,15 @@ def test_all_eight_arrays_match_official(backbone, fixture_arrays, mode):
 
 def test_fast_temporal_order_is_chunk_major(backbone, fixture_arrays):
     waveform = fixture_arrays("embed")["waveform"]
-    official = EmbeddingExtractor(backbone, mode="fast", frame_order="official").embed_waveforms(waveform)
+    official = EmbeddingExtractor(backbone, mode="fast", frame_order="official").embed_waveforms(
+        waveform
+    )
     temporal = EmbeddingExtractor(backbone, mode="fast").embed_waveforms(waveform)
     n_chunks, steps = 2, 8
     j = np.arange(n_chunks * steps)
-    np.testing.assert_array_equal(official.frames[:, j], temporal.frames[:, (j % n_chunks) * steps + j // n_chunks])
+    np.testing.assert_array_equal(
+        official.frames[:, j], temporal.frames[:, (j % n_chunks) * steps + j // n_chunks]
+    )
     np.testing.assert_allclose(official.embedding, temporal.embedding, atol=1e-6)
 
 
@@ -54,7 +58,7 @@ def test_clips_of_different_lengths(backbone, fixture_arrays):
     clips = [waveform[0], waveform[1, :20000], waveform[1], waveform[0, :5000]]
     extractor = EmbeddingExtractor(backbone, batch_size=1)
     together = extractor.embed_clips(clips)
-    for clip, result in zip(clips, together):
+    for clip, result in zip(clips, together, strict=True):
         alone = extractor.embed_waveforms(clip[None])
         np.testing.assert_allclose(result.embedding, alone.embedding[0], atol=1e-5)
         assert result.frames.shape == alone.frames.shape[1:]

@@ -48,8 +48,18 @@ def test_matches_independent_librosa_pipeline(fsdd_dir):
     speech, rate = librosa.load(fsdd_dir / "3_theo_7.wav", sr=None)
     waveform = librosa.resample(speech, orig_sr=rate, target_sr=16000).astype("float32")
     power = librosa.feature.melspectrogram(
-        y=waveform.astype(np.float64), sr=16000, n_fft=400, hop_length=160, win_length=400,
-        window="hann", center=False, power=2.0, n_mels=80, fmin=50, fmax=8000, htk=False,
+        y=waveform.astype(np.float64),
+        sr=16000,
+        n_fft=400,
+        hop_length=160,
+        win_length=400,
+        window="hann",
+        center=False,
+        power=2.0,
+        n_mels=80,
+        fmin=50,
+        fmax=8000,
+        htk=False,
         norm="slaney",
     )
     reference = np.log(power + np.finfo(np.float32).eps)

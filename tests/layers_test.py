@@ -11,22 +11,36 @@ from tests import numpy_reference as ref
 
 def _torch_block_state(dim, hidden, rng, prefix=""):
     shapes = {
-        "norm1.weight": (dim,), "norm1.bias": (dim,), "attn.qkv.weight": (3 * dim, dim),
-        "attn.qkv.bias": (3 * dim,), "attn.proj.weight": (dim, dim), "attn.proj.bias": (dim,),
-        "norm2.weight": (dim,), "norm2.bias": (dim,), "mlp.fc1.weight": (hidden, dim),
-        "mlp.fc1.bias": (hidden,), "mlp.fc2.weight": (dim, hidden), "mlp.fc2.bias": (dim,),
+        "norm1.weight": (dim,),
+        "norm1.bias": (dim,),
+        "attn.qkv.weight": (3 * dim, dim),
+        "attn.qkv.bias": (3 * dim,),
+        "attn.proj.weight": (dim, dim),
+        "attn.proj.bias": (dim,),
+        "norm2.weight": (dim,),
+        "norm2.bias": (dim,),
+        "mlp.fc1.weight": (hidden, dim),
+        "mlp.fc1.bias": (hidden,),
+        "mlp.fc2.weight": (dim, hidden),
+        "mlp.fc2.bias": (dim,),
     }
     return {prefix + k: rng.normal(0, 0.3, s).astype("float32") for k, s in shapes.items()}
 
 
 def _load_block(block, state):
     pairs = [
-        (block.norm1.gamma, "norm1.weight"), (block.norm1.beta, "norm1.bias"),
-        (block.attn.qkv.kernel, "attn.qkv.weight"), (block.attn.qkv.bias, "attn.qkv.bias"),
-        (block.attn.proj.kernel, "attn.proj.weight"), (block.attn.proj.bias, "attn.proj.bias"),
-        (block.norm2.gamma, "norm2.weight"), (block.norm2.beta, "norm2.bias"),
-        (block.fc1.kernel, "mlp.fc1.weight"), (block.fc1.bias, "mlp.fc1.bias"),
-        (block.fc2.kernel, "mlp.fc2.weight"), (block.fc2.bias, "mlp.fc2.bias"),
+        (block.norm1.gamma, "norm1.weight"),
+        (block.norm1.beta, "norm1.bias"),
+        (block.attn.qkv.kernel, "attn.qkv.weight"),
+        (block.attn.qkv.bias, "attn.qkv.bias"),
+        (block.attn.proj.kernel, "attn.proj.weight"),
+        (block.attn.proj.bias, "attn.proj.bias"),
+        (block.norm2.gamma, "norm2.weight"),
+        (block.norm2.beta, "norm2.bias"),
+        (block.fc1.kernel, "mlp.fc1.weight"),
+        (block.fc1.bias, "mlp.fc1.bias"),
+        (block.fc2.kernel, "mlp.fc2.weight"),
+        (block.fc2.bias, "mlp.fc2.bias"),
     ]
     for variable, key in pairs:
         value = state[key]

@@ -30,7 +30,9 @@ def block(x, state, prefix, num_heads):
     scores = q @ k.transpose(0, 1, 3, 2) * head**-0.5
     scores = np.exp(scores - scores.max(-1, keepdims=True))
     attn = (scores / scores.sum(-1, keepdims=True)) @ v
-    x = x + linear(attn.transpose(0, 2, 1, 3).reshape(batch, tokens, dim), state, prefix + "attn.proj.")
+    x = x + linear(
+        attn.transpose(0, 2, 1, 3).reshape(batch, tokens, dim), state, prefix + "attn.proj."
+    )
     h = layer_norm(x, state[prefix + "norm2.weight"], state[prefix + "norm2.bias"])
     return x + linear(gelu(linear(h, state, prefix + "mlp.fc1.")), state, prefix + "mlp.fc2.")
 

@@ -7,6 +7,8 @@ import pytest
 
 from matpac_keras.torch_checkpoint import find_state_dict, load_torch_checkpoint
 
+pytestmark = pytest.mark.single_backend
+
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
     """Nested dicts -> {"outer/inner": value}, the key layout of the fixture npz files."""

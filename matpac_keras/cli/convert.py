@@ -55,7 +55,11 @@ def main(argv):
     backbone = getattr(model, "backbone", model)
     logging.info(
         "wrote %s: %s, encoder D=%d depth=%d heads=%d max_frames=%d",
-        output, type(model).__name__, backbone.embed_dim, backbone.depth, backbone.num_heads,
+        output,
+        type(model).__name__,
+        backbone.embed_dim,
+        backbone.depth,
+        backbone.num_heads,
         backbone.max_frames,
     )
     print(f"wrote {output} ({type(model).__name__})")

@@ -93,8 +93,10 @@ def main(argv):
         out["errors"] = np.array([e for _, e in skipped], dtype=str)
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     np.savez(FLAGS.output, **out)
-    print(f"wrote {FLAGS.output}: {len(kept)} clips, embeddings {out['embeddings'].shape}"
-          + (f", {len(skipped)} skipped" if skipped else ""))
+    print(
+        f"wrote {FLAGS.output}: {len(kept)} clips, embeddings {out['embeddings'].shape}"
+        + (f", {len(skipped)} skipped" if skipped else "")
+    )
 
 
 def run():

@@ -1,0 +1,116 @@
+"""`matpac-convert` then `matpac-embed` on the official fixture checkpoints, as a user runs them."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.conftest import relative_error
+
+pytestmark = pytest.mark.single_backend
+
+
+def _run(module: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", f"matpac_keras.cli.{module}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert (result.returncode == 0) == ok, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, fixture_arrays):
+    folder = tmp_path_factory.mktemp("clips")
+    paths = []
+    for i, waveform in enumerate(fixture_arrays("embed")["waveform"]):
+        paths.append(str(folder / f"clip{i}.wav"))
+        soundfile.write(paths[-1], waveform, 16000, subtype="FLOAT")
+    return paths
+
+
+@pytest.mark.parametrize("checkpoint", ["encoder_only.pt", "train_full.pt"])
+def test_convert_then_embed_reproduces_official(
+    tmp_path, fixtures_dir, fixture_arrays, clips, checkpoint
+):
+    model = str(tmp_path / "model.keras")
+    _run(
+        "convert",
+        f"--checkpoint={fixtures_dir / checkpoint}",
+        f"--output={model}",
+        "--num_heads=4",
+        "--predictor_num_heads=4",
+    )
+    expected = fixture_arrays("embed")
+    pooled, frames = str(tmp_path / "pooled.npz"), str(tmp_path / "frames.npz")
+    _run("embed", f"--model={model}", f"--output={pooled}", "--layers", *clips)
+    _run(
+        "embed",
+        f"--model={model}",
+        f"--output={frames}",
+        "--mode=fast",
+        "--frames",
+        "--layers",
+        "--official_frame_order",
+        *clips,
+    )
+    with np.load(pooled) as out:
+        assert list(out["files"]) == clips
+        assert relative_error(out["embeddings"], expected["precise_pooled/emb"]) < 1e-4
+        assert relative_error(out["layers"], expected["precise_pooled/layers"]) < 1e-4
+    with np.load(frames) as out:
+        assert relative_error(out["embeddings"], expected["fast_frames/emb"]) < 1e-4
+        assert relative_error(out["layers"], expected["fast_frames/layers"]) < 1e-4
+        assert list(out["num_frames"]) == [16, 16]
+
+
+def test_bad_files_are_named_or_skipped(tmp_path, fixtures_dir, clips):
+    model = str(tmp_path / "model.keras")
+    _run(
+        "convert",
+        f"--checkpoint={fixtures_dir / 'encoder_only.pt'}",
+        f"--output={model}",
+        "--num_heads=4",
+    )
+    corrupt, short = tmp_path / "corrupt.wav", tmp_path / "short.wav"
+    corrupt.write_bytes(os.urandom(2000))
+    soundfile.write(short, np.zeros(100, "float32"), 16000)
+    failed = _run(
+        "embed",
+        f"--model={model}",
+        f"--output={tmp_path / 'x.npz'}",
+        clips[0],
+        str(corrupt),
+        ok=False,
+    )
+    assert "corrupt.wav" in failed.stderr
+    out_path = tmp_path / "skipped.npz"
+    _run(
+        "embed",
+        f"--model={model}",
+        f"--output={out_path}",
+        "--skip_errors",
+        clips[0],
+        str(corrupt),
+        str(short),
+    )
+    with np.load(out_path) as out:
+        assert list(out["files"]) == [clips[0]]
+        assert sorted(out["skipped"]) == sorted([str(corrupt), str(short)])
+        assert any("too short" in e for e in out["errors"])
+
+
+def test_mismatching_checkpoint_names_tensor(tmp_path, fixture_arrays):
+    state = fixture_arrays("encoder_only")
+    state["student_encoder.blocks.0.attn.qkv.bias"] = np.zeros(100, "float32")
+    path = tmp_path / "broken.npz"
+    np.savez(path, **state)
+    failed = _run("convert", f"--checkpoint={path}", f"--output={tmp_path / 'b.keras'}", ok=False)
+    assert "student_encoder.blocks.0.attn.qkv.bias" in failed.stderr
+    assert not (tmp_path / "b.keras").exists()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Sets up .venv (tools/setup.sh) and runs the test suite: the multi-backend core under
+# KERAS_BACKEND=tensorflow, jax and torch; backend-independent tests (marked single_backend:
+# data builders, export, checkpoints reader, CLIs) once, under TensorFlow.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh
+source .venv/bin/activate
+export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
+status=0
+for backend in tensorflow jax torch; do
+  marker=()
+  [ "$backend" = tensorflow ] || marker=(-m "not single_backend")
+  echo "=== KERAS_BACKEND=$backend"
+  KERAS_BACKEND=$backend python -m pytest -q -n 2 --dist loadfile "${marker[@]}" "$@" || status=1
+done
+exit $status
