@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up .venv (tools/setup.sh) and runs the test suite: the multi-backend core under
 # KERAS_BACKEND=tensorflow, jax and torch; backend-independent tests (marked single_backend:
-# data builders, export, checkpoints reader, CLIs) once, under TensorFlow.
+# data builders, export, checkpoints reader, CLIs) once, under TensorFlow; then the fast
+# tests again through Bazel (tools/bazel_test.sh), which also checks BUILD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -14,4 +15,6 @@ for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=$backend"
   KERAS_BACKEND=$backend python -m pytest -q -n 2 --dist loadfile "${marker[@]}" "$@" || status=1
 done
+echo "=== bazel test (fast targets, offline)"
+tools/bazel_test.sh || status=1
 exit $status
