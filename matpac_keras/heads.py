@@ -3,8 +3,6 @@
 import keras
 from keras import ops
 
-from matpac_keras.layers import xavier_uniform
-
 
 def l2_normalize(x, axis: int = -1):
     """`x / max(||x||, eps)` (torch's F.normalize); eps 1e-12, or 1e-6 in float16."""
@@ -27,7 +25,7 @@ class WeightNormDense(keras.layers.Layer):
 
     def build(self, input_shape):
         self.v = self.add_weight(
-            shape=(input_shape[-1], self.units), initializer=xavier_uniform(), name="v"
+            shape=(input_shape[-1], self.units), initializer="glorot_uniform", name="v"
         )
         self.g = self.add_weight(shape=(self.units,), initializer="ones", name="g")
 
@@ -59,7 +57,7 @@ class ClassificationHead(keras.layers.Layer):
         self.hidden_dim = hidden_dim
         self.bottleneck_dim = bottleneck_dim
         self.num_classes = num_classes
-        dense = dict(kernel_initializer=xavier_uniform(), dtype=self.dtype_policy)
+        dense = dict(kernel_initializer="glorot_uniform", dtype=self.dtype_policy)
         self.mlp = [
             keras.layers.Dense(hidden_dim, name="dense_0", **dense),
             keras.layers.Dense(hidden_dim, name="dense_1", **dense),

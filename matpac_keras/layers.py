@@ -7,10 +7,6 @@ from keras import ops
 LAYER_NORM_EPSILON = 1e-6
 
 
-def xavier_uniform() -> keras.initializers.Initializer:
-    return keras.initializers.GlorotUniform()
-
-
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
     """MAE 1-D sin-cos embedding: [len(positions), dim] = [sin(p * w), cos(p * w)]."""
     omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
@@ -46,7 +42,7 @@ class PatchEmbedding(keras.layers.Layer):
         self.patch_size = patch_size
         self.projection = keras.layers.Dense(
             embed_dim,
-            kernel_initializer=xavier_uniform(),
+            kernel_initializer="glorot_uniform",
             dtype=self.dtype_policy,
             name="projection",
         )
@@ -85,7 +81,7 @@ class SelfAttention(keras.layers.Layer):
         dim = input_shape[-1]
         if dim % self.num_heads:
             raise ValueError(f"width {dim} is not divisible by num_heads={self.num_heads}")
-        dense = dict(kernel_initializer=xavier_uniform(), dtype=self.dtype_policy)
+        dense = dict(kernel_initializer="glorot_uniform", dtype=self.dtype_policy)
         self.qkv = keras.layers.Dense(3 * dim, name="qkv", **dense)
         self.proj = keras.layers.Dense(dim, name="proj", **dense)
         self.qkv.build(input_shape)
@@ -116,7 +112,7 @@ class TransformerBlock(keras.layers.Layer):
         dim = input_shape[-1]
         hidden = int(dim * self.mlp_ratio)
         norm = dict(epsilon=LAYER_NORM_EPSILON, dtype=self.dtype_policy)
-        dense = dict(kernel_initializer=xavier_uniform(), dtype=self.dtype_policy)
+        dense = dict(kernel_initializer="glorot_uniform", dtype=self.dtype_policy)
         self.norm1 = keras.layers.LayerNormalization(name="norm1", **norm)
         self.attn = SelfAttention(self.num_heads, dtype=self.dtype_policy, name="attn")
         self.norm2 = keras.layers.LayerNormalization(name="norm2", **norm)

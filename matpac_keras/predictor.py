@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from matpac_keras.layers import TransformerStack, sincos_2d, xavier_uniform
+from matpac_keras.layers import TransformerStack, sincos_2d
 from matpac_keras.masking import gather_tokens
 
 
@@ -47,7 +47,7 @@ class MatpacPredictor(keras.layers.Layer):
         self.num_prediction_heads = num_prediction_heads
         self.num_freq_patches = num_freq_patches
         self.max_time_patches = max_time_patches
-        dense = dict(kernel_initializer=xavier_uniform(), dtype=self.dtype_policy)
+        dense = dict(kernel_initializer="glorot_uniform", dtype=self.dtype_policy)
         self.input_projection = keras.layers.Dense(predictor_dim, name="input_projection", **dense)
         self.trunk = TransformerStack(
             depth, num_heads, mlp_ratio, dtype=self.dtype_policy, name="trunk"
