@@ -115,7 +115,7 @@ class MatpacPretrainer(ShapeFreeModel):
         start, decay = self.mcl_temperature
         return start * ops.power(decay, ops.cast(step, "float32"))
 
-    def forward(self, source, ids_shuffle, step=0):
+    def forward_with_mask(self, source, ids_shuffle, step=0):
         """One step's forward pass with a given mask permutation; returns a dict of tensors.
 
         Keys: z_hat_m [B, M, D] (the chosen head's prediction), z_m [B, M, D] (teacher),
@@ -161,7 +161,7 @@ class MatpacPretrainer(ShapeFreeModel):
     def call(self, source, training=False):
         """Forward pass with a fresh random mask (the step schedules at step 0)."""
         ids = random_shuffle_ids(ops.shape(source)[0], self._num_tokens(source.shape))
-        return self.forward(source, ids)["loss"]
+        return self.forward_with_mask(source, ids)["loss"]
 
     def _num_tokens(self, shape) -> int:
         return self.backbone.num_freq_patches * (shape[2] // self.backbone.patch_size)
