@@ -145,3 +145,14 @@ def test_config_round_trip_and_mixed_precision(layer, shape):
     assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
     assert all(w.dtype == "float32" for w in mixed.weights)
     assert np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))).all()
+
+
+def test_each_layer_gets_its_own_random_initial_weights():
+    block = TransformerBlock(2)
+    block.build((None, None, 8))
+    fc1 = keras.ops.convert_to_numpy(block.fc1.kernel).ravel()
+    fc2 = keras.ops.convert_to_numpy(block.fc2.kernel).ravel()
+    qkv = keras.ops.convert_to_numpy(block.attn.qkv.kernel).ravel()
+    proj = keras.ops.convert_to_numpy(block.attn.proj.kernel).ravel()
+    assert not np.allclose(fc1, fc2)  # same element count: a shared initialiser made them equal
+    assert not np.allclose(qkv[: proj.size], proj)
