@@ -25,8 +25,22 @@ def multiple_choice_loss(per_head_losses, temperature):
     """MATPAC++ loss over prediction heads [..., heads] -> [...] (SPEC section 4).
 
     While `temperature` > 1e-4: `sum softmax(-loss / T) * loss`, the soft assignment held
-    constant (no gradient through it); afterwards the winner-takes-all `min` over heads.
+    constant (no gradient through it); afterwards the winner-takes-all `min` over heads, whose
+    gradient reaches the argmin head only, even on ties (as `torch.min(dim)` in the official
+    code; `ops.min` would split it between tied heads).
     """
     weights = ops.stop_gradient(ops.softmax(-per_head_losses / ops.maximum(temperature, 1e-4)))
     soft = ops.sum(weights * per_head_losses, axis=-1)
-    return ops.where(temperature > 1e-4, soft, ops.min(per_head_losses, axis=-1))
+    best = ops.expand_dims(ops.argmin(per_head_losses, axis=-1), -1)
+    hard = ops.take_along_axis(per_head_losses, best, axis=-1)[..., 0]
+    return ops.where(temperature > 1e-4, soft, hard)
+
+
+def center_update(center, teacher_output, momentum: float):
+    """The next centre `momentum * C + (1 - momentum) * mean(teacher_output)` [1, 1, K].
+
+    The mean runs over batch and tokens ([B, M, K] -> [1, 1, K]); `teacher_output` is the
+    teacher's probabilities (the official code) or its logits (the paper, DINO).
+    """
+    batch_center = ops.mean(ops.cast(teacher_output, "float32"), axis=(0, 1), keepdims=True)
+    return ops.add(ops.multiply(momentum, center), ops.multiply(1.0 - momentum, batch_center))

@@ -7,23 +7,58 @@ from matpac_keras.backbone import MatpacBackbone, ShapeFreeModel
 from matpac_keras.heads import ClassificationHead
 from matpac_keras.layers import TransformerStack
 from matpac_keras.losses import (
+    center_update,
     classification_loss,
     multiple_choice_loss,
     prediction_loss,
     teacher_probabilities,
 )
-from matpac_keras.masking import gather_tokens, num_visible, random_shuffle_ids
+from matpac_keras.masking import gather_tokens, num_visible
+from matpac_keras.optimizers import global_norm
 from matpac_keras.predictor import MatpacPredictor
-from matpac_keras.schedules import linear_ramp
+from matpac_keras.schedules import exponential_decay, linear_ramp
+from matpac_keras.train_steps import backend_train_step
+from matpac_keras.train_steps.common import collapse_monitors, teacher_ema_updates
+
+CENTER_ON = ("probabilities", "logits")
+EMA_ORDERS = ("before_update", "after_update")
+BATCH_KEYS = ("source", "ids_shuffle")
+# Logged as running means over the epoch; "lr" and "teacher_temperature" are logged as is.
+AVERAGED_LOGS = (
+    "loss",
+    "loss_cls",
+    "loss_pred",
+    "grad_norm",
+    "z_hat_m_std",
+    "z_m_std",
+    "teacher_perplexity",
+    "teacher_classes",
+    "argmax_agreement",
+)
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
 class MatpacPretrainer(ShapeFreeModel):
     """Owns the student backbone, predictor, student head, teacher trunk, teacher head and centre.
 
+    `fit` takes batches of normalised log-mel [B, num_mels, frames] (x only), or dicts
+    `{"source": log-mel, "ids_shuffle": [B, tokens] int}` to impose the mask permutation;
+    otherwise each step draws one from the model's own seeded generator. One step
+    (`train_step`, SPEC section 4): forward -> teacher EMA with the student weights from
+    *before* the update (skipped at step 0) -> gradients -> global-norm clipping -> optimizer;
+    the centre moves with this step's teacher output and applies from the next step; the `step`
+    counter (which drives tau_t, the EMA decays and the MATPAC++ temperature) then advances.
+    The teachers and the centre are float32, non-trainable, and changed only by that step.
+    Logs: running means over the epoch of loss, loss_cls, loss_pred, grad_norm (before
+    clipping) and the collapse monitors (SPEC section 4; under `tf.distribute` these are
+    per-replica values averaged over the replicas), and this step's lr and teacher_temperature.
+    Under mixed_float16 a step the loss scaler skips still moves the teachers, the centre and
+    the step counter.
+
     Args:
         backbone: MatpacBackbone. The student encoder f_theta (its patch embedding, positions and
-            cls token are shared with the teacher, as in the official code).
+            cls token are shared with the teacher, as in the official code). Its dtype policy
+            must equal this model's (pass the same `dtype`, e.g. "mixed_bfloat16", to both).
         predictor_dim, predictor_depth, predictor_heads: the predictor's size (512, 8, 16).
         num_prediction_heads: int. 1 for MATPAC, 5 for MATPAC++.
         head_hidden_dim, head_bottleneck_dim, num_classes: classification head sizes
@@ -33,7 +68,20 @@ class MatpacPretrainer(ShapeFreeModel):
         student_temperature: float. tau_s. Defaults to 0.1.
         teacher_temperature: (start, end, steps). tau_t ramp. Defaults to (0.04, 0.07, 9827).
         mcl_temperature: (start, decay). MATPAC++ soft-assignment temperature
-            T = start * decay**step. Defaults to (0.1, 0.99997).
+            T = start * decay**step; below 1e-4 the loss is the minimum over heads.
+            Defaults to (0.1, 0.99997).
+        center_momentum: float. Centre momentum. Defaults to 0.9.
+        center_on: "probabilities" (the official code) or "logits" (the paper, DINO): what the
+            centre averages. Defaults to "probabilities".
+        encoder_ema: (start, end). Teacher-encoder EMA decay, linear over `total_steps`.
+            Defaults to (0.99995, 0.99999).
+        head_ema: (start, end). Teacher-head EMA decay. Defaults to (0.998, 1.0).
+        total_steps: int. Length of the run in optimizer steps (the EMA ramps). Defaults to
+            294816 (the paper's run).
+        ema_order: "before_update" (the official code: EMA with the pre-update student, none at
+            step 0) or "after_update" (DINO, M2D: EMA with the updated student, every step).
+        seed: int or None. Seed of the masks (with the step counter). Defaults to None
+            (random; pass one for runs that resume from a checkpoint with the same masks).
     """
 
     def __init__(
@@ -51,9 +99,35 @@ class MatpacPretrainer(ShapeFreeModel):
         student_temperature: float = 0.1,
         teacher_temperature: tuple = (0.04, 0.07, 9827),
         mcl_temperature: tuple = (0.1, 0.99997),
+        center_momentum: float = 0.9,
+        center_on: str = "probabilities",
+        encoder_ema: tuple = (0.99995, 0.99999),
+        head_ema: tuple = (0.998, 1.0),
+        total_steps: int = 294816,
+        ema_order: str = "before_update",
+        seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        _check_choice("center_on", center_on, CENTER_ON)
+        _check_choice("ema_order", ema_order, EMA_ORDERS)
+        if not 0.0 <= center_momentum <= 1.0:
+            raise ValueError(f"center_momentum must be in [0, 1]; got {center_momentum}")
+        if int(total_steps) < 1:
+            raise ValueError(f"total_steps must be at least 1; got {total_steps}")
+        for name, value, size in (
+            ("teacher_temperature", teacher_temperature, 3),
+            ("mcl_temperature", mcl_temperature, 2),
+            ("encoder_ema", encoder_ema, 2),
+            ("head_ema", head_ema, 2),
+        ):
+            if len(value) != size:
+                raise ValueError(f"{name} takes {size} numbers; got {value!r}")
+        if backbone.dtype_policy.name != self.dtype_policy.name:
+            raise ValueError(
+                f"the backbone's dtype policy {backbone.dtype_policy.name!r} differs from the "
+                f"pretrainer's {self.dtype_policy.name!r}: pass the same `dtype` to both"
+            )
         # === Layers ===
         self.backbone = backbone
         self.predictor = MatpacPredictor(
@@ -73,10 +147,16 @@ class MatpacPretrainer(ShapeFreeModel):
             *head_sizes, dtype=self.dtype_policy, name="student_head"
         )
         self.teacher_encoder = TransformerStack(
-            backbone.depth, backbone.num_heads, backbone.mlp_ratio, dtype="float32",
+            backbone.depth,
+            backbone.num_heads,
+            backbone.mlp_ratio,
+            dtype="float32",
             name="teacher_encoder",
         )
         self.teacher_head = ClassificationHead(*head_sizes, dtype="float32", name="teacher_head")
+        # === State ===
+        self.seed_generator = keras.random.SeedGenerator(seed, name="mask_seed_generator")
+        self._trackers = [keras.metrics.Mean(name=name) for name in AVERAGED_LOGS]
         # === Config ===
         self.predictor_dim = predictor_dim
         self.predictor_depth = predictor_depth
@@ -90,6 +170,13 @@ class MatpacPretrainer(ShapeFreeModel):
         self.student_temperature = student_temperature
         self.teacher_temperature = tuple(teacher_temperature)
         self.mcl_temperature = tuple(mcl_temperature)
+        self.center_momentum = center_momentum
+        self.center_on = center_on
+        self.encoder_ema = tuple(encoder_ema)
+        self.head_ema = tuple(head_ema)
+        self.total_steps = int(total_steps)
+        self.ema_order = ema_order
+        self.seed = seed
 
     def build(self, input_shape=None):
         dim = self.backbone.embed_dim
@@ -101,11 +188,49 @@ class MatpacPretrainer(ShapeFreeModel):
         self.teacher_head.build((None, None, dim))
         self.teacher_encoder.trainable = False  # the setter reaches the sub-layers built above
         self.teacher_head.trainable = False
+        # Replicas each average their own tokens; "mean" aggregation makes it the global mean.
         self.center = self.add_weight(
-            shape=(1, 1, self.num_classes), initializer="zeros", trainable=False,
-            dtype="float32", name="center",
+            shape=(1, 1, self.num_classes),
+            initializer="zeros",
+            trainable=False,
+            dtype="float32",
+            aggregation="mean",
+            name="center",
+        )
+        self.step = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+            dtype="int32",
+            aggregation="only_first_replica",
+            name="step",
         )
         self.built = True
+        self.copy_students_to_teachers()
+
+    def teacher_pairs(self) -> tuple[list, list]:
+        """(student, teacher) variable pairs of the encoder trunk and of the classification head.
+
+        The encoder EMA covers the trunk only (blocks and final norm: the patch embedding,
+        positions and cls token are shared); the head EMA covers g and v separately.
+        """
+        pairs = []
+        for student, teacher in (
+            (self.backbone.encoder, self.teacher_encoder),
+            (self.student_head, self.teacher_head),
+        ):
+            s_vars, t_vars = student.weights, teacher.weights
+            if [tuple(v.shape) for v in s_vars] != [tuple(v.shape) for v in t_vars]:
+                raise ValueError(f"teacher {teacher.name} does not mirror student {student.name}")
+            pairs.append(list(zip(s_vars, t_vars, strict=True)))
+        return pairs[0], pairs[1]
+
+    def copy_students_to_teachers(self) -> None:
+        """Teachers := students (SPEC section 3: both teachers start as exact copies)."""
+        for pairs in self.teacher_pairs():
+            for student, teacher in pairs:
+                # A copy: on JAX, a shared buffer could not be donated to the train step.
+                teacher.assign(ops.copy(ops.cast(student, teacher.dtype)))
 
     def teacher_temperature_at(self, step):
         start, end, steps = self.teacher_temperature
@@ -113,7 +238,14 @@ class MatpacPretrainer(ShapeFreeModel):
 
     def mcl_temperature_at(self, step):
         start, decay = self.mcl_temperature
-        return start * ops.power(decay, ops.cast(step, "float32"))
+        return exponential_decay(step, start, decay)
+
+    def ema_decays_at(self, step):
+        """(encoder decay lambda, head decay zeta), each linear over `total_steps`."""
+        return (
+            linear_ramp(step, *self.encoder_ema, self.total_steps),
+            linear_ramp(step, *self.head_ema, self.total_steps),
+        )
 
     def forward_with_mask(self, source, ids_shuffle, step=0):
         """One step's forward pass with a given mask permutation; returns a dict of tensors.
@@ -159,12 +291,127 @@ class MatpacPretrainer(ShapeFreeModel):
         }
 
     def call(self, source, training=False):
-        """Forward pass with a fresh random mask (the step schedules at step 0)."""
-        ids = random_shuffle_ids(ops.shape(source)[0], self._num_tokens(source.shape))
-        return self.forward_with_mask(source, ids)["loss"]
+        """The loss with a fresh mask from the model's generator, at the current step."""
+        return self.forward_with_mask(source, self.draw_mask(source), self.step)["loss"]
 
-    def _num_tokens(self, shape) -> int:
+    def num_tokens(self, shape) -> int:
+        """Patch tokens of a log-mel batch of this (static) shape."""
         return self.backbone.num_freq_patches * (shape[2] // self.backbone.patch_size)
+
+    def draw_mask(self, source, replica_index=0, num_replicas: int = 1):
+        """A random permutation per example [B, tokens] (`argsort` of uniform noise).
+
+        The noise is keyed by (seed, step): the generator's counter is set from the step
+        counter before drawing, so a run resumed from a checkpoint draws the masks the
+        uninterrupted run would have. With several replicas, each draws the noise of the whole
+        global batch and keeps its own rows: the masks a single device would draw.
+        """
+        state = self.seed_generator.state
+        state.assign(ops.stack([state[0], ops.cast(self.step, state.dtype)]))
+        batch = ops.shape(source)[0]
+        tokens = self.num_tokens(source.shape)
+        noise = keras.random.uniform((batch * num_replicas, tokens), seed=self.seed_generator)
+        if num_replicas > 1:
+            noise = ops.take(ops.reshape(noise, (num_replicas, batch, tokens)), replica_index, 0)
+        return ops.argsort(noise, axis=-1)
+
+    # --- The training step's backend-agnostic parts (used by matpac_keras/train_steps). ---
+
+    def unpack_batch(self, data):
+        """`data` from `fit` -> (log-mel source, ids_shuffle or None)."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if not isinstance(x, dict):
+            return x, None
+        unknown = sorted(set(x) - set(BATCH_KEYS))
+        if unknown or "source" not in x:
+            raise ValueError(
+                f"a training batch dict takes the keys {BATCH_KEYS} ('source' required); "
+                f"got {sorted(x)}"
+            )
+        ids = x.get("ids_shuffle")
+        return x["source"], None if ids is None else ops.cast(ids, "int32")
+
+    def training_outputs(self, data, replica_index=0, num_replicas: int = 1) -> dict:
+        """The forward pass of a training step: mask (given or drawn), then `forward_with_mask`."""
+        source, ids_shuffle = self.unpack_batch(data)
+        if ids_shuffle is None:
+            ids_shuffle = self.draw_mask(source, replica_index, num_replicas)
+        return self.forward_with_mask(source, ids_shuffle, self.step)
+
+    def update_teachers(self) -> None:
+        """Teacher EMA from the current student weights, at the current step's decays."""
+        encoder_decay, head_decay = self.ema_decays_at(self.step)
+        if self.ema_order == "before_update":  # the official code skips the EMA at step 0
+            first = ops.equal(self.step, 0)
+            encoder_decay = ops.where(first, 1.0, encoder_decay)
+            head_decay = ops.where(first, 1.0, head_decay)
+        for pairs, decay in zip(self.teacher_pairs(), (encoder_decay, head_decay), strict=True):
+            students = [s for s, _ in pairs]
+            teachers = [t for _, t in pairs]
+            for teacher, value in zip(
+                teachers, teacher_ema_updates(students, teachers, decay), strict=True
+            ):
+                teacher.assign(value)
+
+    def pre_update(self, grads) -> dict:
+        """Before the optimizer step: the teacher EMA (official order), the gradient norm
+        (before clipping, without loss scaling) and the learning rate of this update."""
+        if self.ema_order == "before_update":
+            self.update_teachers()
+        grad_norm = global_norm(grads)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            grad_norm = grad_norm / ops.cast(self.optimizer.dynamic_scale, "float32")
+        learning_rate = ops.cast(self.optimizer.learning_rate, "float32")
+        return {"grad_norm": grad_norm, "lr": learning_rate}
+
+    def post_update(self, outputs: dict, grad_norm, lr) -> dict:
+        """After the optimizer step: EMA (DINO order), centre, step counter, logs."""
+        if self.ema_order == "after_update":
+            self.update_teachers()
+        teacher_output = outputs[
+            "teacher_probs" if self.center_on == "probabilities" else "teacher_logits"
+        ]
+        self.center.assign(center_update(self.center, teacher_output, self.center_momentum))
+        self.step.assign_add(1)
+        values = {
+            "loss": outputs["loss"],
+            "loss_cls": ops.mean(outputs["loss_cls"]),
+            "loss_pred": ops.mean(outputs["loss_pred"]),
+            "grad_norm": grad_norm,
+            **collapse_monitors(
+                outputs["z_hat_m"],
+                outputs["z_m"],
+                outputs["student_logits"],
+                outputs["teacher_probs"],
+            ),
+        }
+        for tracker in self._trackers:
+            tracker.update_state(values[tracker.name])
+        logs = {tracker.name: tracker.result() for tracker in self._trackers}
+        logs["lr"] = lr
+        logs["teacher_temperature"] = ops.convert_to_tensor(outputs["teacher_temperature"])
+        return logs
+
+    def train_step(self, *args):
+        """SPEC section 4's step; `(data)` on TensorFlow and torch, `(state, data)` on JAX."""
+        return backend_train_step()(self, *args)
+
+    @property
+    def metrics(self):
+        return list(self._trackers)
+
+    def compile(self, *args, **kwargs):
+        """`keras.Model.compile` (no loss needed); also builds the model and the optimizer, so
+        that the step can read the loss scale and the learning rate from its first trace."""
+        if not self.built:
+            self.build(None)
+        super().compile(*args, **kwargs)
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model (Keras skips models with their own `compile`)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
     def get_config(self):
         return {
@@ -182,6 +429,13 @@ class MatpacPretrainer(ShapeFreeModel):
             "student_temperature": self.student_temperature,
             "teacher_temperature": self.teacher_temperature,
             "mcl_temperature": self.mcl_temperature,
+            "center_momentum": self.center_momentum,
+            "center_on": self.center_on,
+            "encoder_ema": self.encoder_ema,
+            "head_ema": self.head_ema,
+            "total_steps": self.total_steps,
+            "ema_order": self.ema_order,
+            "seed": self.seed,
         }
 
     @classmethod
@@ -189,3 +443,8 @@ class MatpacPretrainer(ShapeFreeModel):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def _check_choice(name: str, value: str, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")

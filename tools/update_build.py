@@ -30,6 +30,8 @@ TEST_DATA = ("pyproject.toml",)
 SLOW_TESTS = {
     "tests/cli_convert_embed_test.py": "45 s",
     "tests/embedding_test.py": "11 s",
+    "tests/distribute_tf_test.py": "90 s",
+    "tests/pretrainer_train_step_test.py": "50 s",
 }
 # Deps that imports do not show: modules a test runs in a subprocess (`python -m ...`).
 EXTRA_DEPS = {
