@@ -17,8 +17,8 @@ from matpac_keras.masking import gather_tokens, num_visible
 from matpac_keras.optimizers import global_norm
 from matpac_keras.predictor import MatpacPredictor
 from matpac_keras.schedules import exponential_decay, linear_ramp
-from matpac_keras.train_steps import backend_train_step
 from matpac_keras.train_steps.common import collapse_monitors, teacher_ema_updates
+from matpac_keras.train_steps.dispatch import backend_train_step
 
 CENTER_ON = ("probabilities", "logits")
 EMA_ORDERS = ("before_update", "after_update")
