@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 tools/setup.sh
 source .venv/bin/activate
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
+# JAX compiles each tiny train step once per process; its persistent cache lets the tests and
+# xdist workers that build the same program share one compilation (and later runs reuse them).
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/matpac_keras/jax}"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
 status=0
 for backend in tensorflow jax torch; do
   marker=()
