@@ -1,0 +1,100 @@
+"""The training loop's bookkeeping as one Keras callback: logs, checkpoints, divergence stop.
+
+The pretrainer logs running means since the last reset; this callback writes them every
+`log_every` global steps and then resets them, so each row is the mean over its window.
+Under JAX, reading `self.model` synchronises the whole training state from the devices, so it
+is only done when a row is written, a checkpoint saved or the run stopped.
+"""
+
+import math
+from collections.abc import Callable
+
+import keras
+from absl import logging
+
+from matpac_keras.training.checkpoint import NonFiniteStateError, save_checkpoint
+from matpac_keras.training.metrics_log import MetricsWriter
+
+_WATCHED = ("loss", "grad_norm")  # a non-finite value of these stops the run
+_RENAMED = {"teacher_temperature": "teacher_temp"}  # the pretrainer's log -> metrics.jsonl
+
+
+class TrainingMonitor(keras.callbacks.Callback):
+    """Writes metrics, saves checkpoints and stops a diverged run, at global steps.
+
+    Args:
+        workdir: the run's directory.
+        start_step: global step the run (re)starts from.
+        total_steps: the run's last step (a checkpoint is always written there).
+        log_every, checkpoint_every: intervals in global steps.
+        keep_checkpoints: how many of the newest checkpoints to keep.
+        writer: MetricsWriter.
+        metadata: callable step -> JSON-serialisable facts stored in that step's checkpoint
+            (the config, the data position, ...).
+
+    After `fit`, `failure` holds a message if the run stopped on a non-finite value (no
+    checkpoint is written from then on), else None; `last_checkpoint` the newest one written.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        start_step: int,
+        total_steps: int,
+        log_every: int,
+        checkpoint_every: int,
+        keep_checkpoints: int,
+        writer: MetricsWriter,
+        metadata: Callable[[int], dict],
+    ):
+        super().__init__()
+        self.workdir = workdir
+        self.step = start_step
+        self.start_step = start_step
+        self.total_steps = total_steps
+        self.log_every = log_every
+        self.checkpoint_every = checkpoint_every
+        self.keep_checkpoints = keep_checkpoints
+        self.writer = writer
+        self.metadata = metadata
+        self.failure = None
+        self.last_checkpoint = None
+        self._saved_step = start_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step = self.start_step + batch + 1
+        values = {_RENAMED.get(k, k): float(v) for k, v in (logs or {}).items()}
+        bad = [name for name in _WATCHED if name in values and not math.isfinite(values[name])]
+        if bad:
+            self.writer.write(self.step, values)  # the diverged step, for the record
+            self._stop(f"non-finite {bad[0]} ({values[bad[0]]}) at step {self.step}")
+            return
+        last = self.step == self.total_steps
+        if self.step % self.log_every == 0 or last:
+            self.writer.write(self.step, values)
+            self.model.reset_metrics()
+        if self.step % self.checkpoint_every == 0 or last:
+            self._save()
+
+    def on_train_end(self, logs=None):
+        if self.failure is None and self._saved_step != self.step:
+            self._save()
+
+    def _save(self) -> None:
+        try:
+            self.last_checkpoint = save_checkpoint(
+                self.workdir,
+                self.step,
+                self.model,
+                self.metadata(self.step),
+                self.keep_checkpoints,
+            )
+        except NonFiniteStateError as error:
+            self._stop(str(error))
+            return
+        self._saved_step = self.step
+        logging.debug("step %d: wrote %s", self.step, self.last_checkpoint)
+
+    def _stop(self, message: str) -> None:
+        self.failure = message
+        self.model.stop_training = True

@@ -1,0 +1,168 @@
+"""From a training config (`configs/*.py`) to the objects of a run: checks, seeds, step budget,
+pretrainer and optimizer. The config's fields are documented in `configs/matpac.py`."""
+
+import os
+import pathlib
+
+import keras
+from ml_collections import ConfigDict
+
+from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.demo.synthetic import NUM_CLASSES
+from matpac_keras.distribute import KINDS
+from matpac_keras.frontend import SAMPLE_RATE, num_frames
+from matpac_keras.optimizers import AdamW
+from matpac_keras.pretrainer import MatpacPretrainer
+from matpac_keras.schedules import StepBudget, WarmupCosineDecay, step_budget
+
+SYNTHETIC = "synthetic"  # data.source of the demo corpus
+
+
+def check_config(config: ConfigDict) -> None:
+    """Raises ValueError (FileNotFoundError for a missing data.source) naming the first field
+    of `config` that cannot work, before anything is built."""
+    train, data = config.train, config.data
+    for name in ("log_every", "checkpoint_every", "keep_checkpoints", "global_batch_size"):
+        if train[name] < 1:
+            raise ValueError(f"config.train.{name} must be at least 1; got {train[name]}")
+    if train.checkpoint_every % train.log_every:
+        raise ValueError(
+            f"config.train.checkpoint_every={train.checkpoint_every} must be a multiple of "
+            f"config.train.log_every={train.log_every} (so that a resumed run logs the same "
+            "windows as an uninterrupted one)"
+        )
+    if train.distribution not in KINDS:
+        raise ValueError(
+            f"config.train.distribution must be one of {KINDS}; got {train.distribution!r}"
+        )
+    if data.crop_frames > config.model.max_frames:
+        raise ValueError(
+            f"config.data.crop_frames={data.crop_frames} exceeds config.model.max_frames="
+            f"{config.model.max_frames}"
+        )
+    budget = run_budget(config)
+    if not 0 <= budget.warmup_steps < budget.total_steps:
+        raise ValueError(
+            f"config.train.warmup_epochs={train.warmup_epochs} gives {budget.warmup_steps} "
+            f"warm-up steps; config.train.epochs={train.epochs} gives {budget.total_steps} steps "
+            "in all: the warm-up must be shorter"
+        )
+    _check_source(config)
+
+
+def _check_source(config: ConfigDict) -> None:
+    data, probe = config.data, config.evaluate.linear_probe
+    if data.source is None:
+        raise ValueError(
+            "config.data.source is not set: 'synthetic', a prepared TFDS dataset directory or "
+            "a folder of audio files"
+        )
+    if data.source == SYNTHETIC:
+        clips = data.synthetic.clips_per_class * NUM_CLASSES
+        if data.num_examples != clips:
+            raise ValueError(
+                f"config.data.num_examples={data.num_examples}, but the synthetic corpus has "
+                f"{clips} clips (data.synthetic.clips_per_class x {NUM_CLASSES} classes)"
+            )
+        frames = num_frames(round(data.synthetic.seconds * SAMPLE_RATE))
+        if frames < data.crop_frames:
+            raise ValueError(
+                f"config.data.synthetic.seconds={data.synthetic.seconds} gives clips of {frames} "
+                f"frames, fewer than config.data.crop_frames={data.crop_frames}"
+            )
+    elif not pathlib.Path(data.source).exists():
+        raise FileNotFoundError(f"config.data.source {data.source!r} does not exist")
+    elif probe:
+        raise ValueError("config.evaluate.linear_probe needs data.source='synthetic' (labelled)")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seeds Python, NumPy and the backend; with `deterministic`, asks for deterministic ops
+    (TensorFlow op determinism, PyTorch deterministic algorithms, XLA GPU determinism)."""
+    keras.utils.set_random_seed(seed)
+    if not deterministic:
+        return
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+    elif backend == "jax":  # read when JAX compiles for a GPU; CPU XLA is deterministic already
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+
+
+def run_budget(config: ConfigDict) -> StepBudget:
+    """The run's length, warm-up and tau_t ramp in optimizer steps, from epochs (SPEC 5)."""
+    return step_budget(
+        num_examples=config.data.num_examples,
+        global_batch_size=config.train.global_batch_size,
+        epochs=config.train.epochs,
+        warmup_epochs=config.train.warmup_epochs,
+        teacher_temperature_epochs=config.train.teacher_temperature_epochs,
+    )
+
+
+def build_backbone(model: ConfigDict) -> MatpacBackbone:
+    """`model.variant` from the variant table, with any non-None size field overriding it;
+    built, so its weights are the first draws after seeding (the demo's random-init baseline
+    is then the encoder the run started from)."""
+    sizes = {k: model[k] for k in ("embed_dim", "depth", "num_heads") if model[k] is not None}
+    backbone = MatpacBackbone.from_variant(
+        model.variant, max_frames=model.max_frames, dtype=model.dtype, **sizes
+    )
+    backbone.build(None)
+    return backbone
+
+
+def build_pretrainer(config: ConfigDict, budget: StepBudget) -> MatpacPretrainer:
+    """The pretrainer of `config.model`, its schedules set by `budget` (built, teachers copied)."""
+    m = config.model
+    pretrainer = MatpacPretrainer(
+        build_backbone(m),
+        predictor_dim=m.predictor_dim,
+        predictor_depth=m.predictor_depth,
+        predictor_heads=m.predictor_heads,
+        num_prediction_heads=m.num_prediction_heads,
+        head_hidden_dim=m.head_hidden_dim,
+        head_bottleneck_dim=m.head_bottleneck_dim,
+        num_classes=m.num_classes,
+        mask_ratio=m.mask_ratio,
+        alpha=m.alpha,
+        student_temperature=m.student_temperature,
+        teacher_temperature=(*m.teacher_temperature, budget.teacher_temperature_steps),
+        mcl_temperature=tuple(m.mcl_temperature),
+        center_momentum=m.center_momentum,
+        center_on=m.center_on,
+        encoder_ema=tuple(m.encoder_ema),
+        head_ema=tuple(m.head_ema),
+        total_steps=budget.total_steps,
+        ema_order=m.ema_order,
+        seed=config.seed,
+        dtype=m.dtype,
+    )
+    pretrainer.build(None)
+    return pretrainer
+
+
+def build_optimizer(optim: ConfigDict, budget: StepBudget) -> AdamW:
+    """AdamW (PyTorch's arithmetic) with linear warm-up and cosine decay over the run."""
+    schedule = WarmupCosineDecay(
+        optim.lr,
+        warmup_steps=budget.warmup_steps,
+        total_steps=budget.total_steps,
+        final_learning_rate=optim.final_lr,
+    )
+    return AdamW(
+        learning_rate=schedule,
+        beta_1=optim.beta_1,
+        beta_2=optim.beta_2,
+        epsilon=optim.epsilon,
+        weight_decay=optim.weight_decay,
+        global_clipnorm=optim.global_clipnorm,
+    )

@@ -1,0 +1,258 @@
+"""`matpac-train` as a user runs it: killed with SIGKILL and resumed; diverging.
+
+The runs use `configs/demo.py:tiny` (D=32, one block, 4-crop batches, 5 steps per epoch) under
+the current KERAS_BACKEND. A run SIGKILLed half way and started again must end
+in exactly the state of an uninterrupted run: same student, teachers, centre, step counter,
+mask generator, optimizer moments and schedules, hence the same logged metrics.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from matpac_keras.training.checkpoint import list_checkpoints, read_checkpoint
+from matpac_keras.training.metrics_log import read_metrics
+
+TINY = "configs/demo.py:tiny"
+EPOCHS = 8  # 40 steps, a checkpoint every 2
+TOTAL = 40
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _command(workdir, *overrides):
+    return [
+        sys.executable,
+        "-m",
+        "matpac_keras.cli.train",
+        f"--config={TINY}",
+        f"--workdir={workdir}",
+        f"--config.train.epochs={EPOCHS}",
+        "--config.train.verbose=0",
+        "--config.deterministic=True",
+        *overrides,
+    ]
+
+
+def _env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+
+
+def _run(workdir, *overrides, ok=True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        _command(workdir, *overrides),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        env=_env(),
+    )
+    assert (result.returncode == 0) == ok, result.stderr[-3000:]
+    return result
+
+
+def _kill_mid_way(workdir) -> int:
+    """Starts a run, SIGKILLs it once a checkpoint at half way or later exists; returns the
+    step of the newest complete checkpoint."""
+    process = subprocess.Popen(
+        _command(workdir),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while not [step for step, _ in list_checkpoints(workdir) if step >= TOTAL // 2]:
+        assert process.poll() is None, "the run ended before writing a checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    return list_checkpoints(workdir)[-1][0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An uninterrupted run (with TensorBoard), and a killed-then-resumed one.
+
+    They share a JAX compilation cache: only the first run compiles the training step.
+    """
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax")))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    reference = tmp_path_factory.mktemp("reference")
+    resumed = tmp_path_factory.mktemp("resumed")
+    finished = _run(
+        reference, "--config.train.tensorboard=True", "--config.evaluate.linear_probe=True"
+    )
+    killed_at = _kill_mid_way(resumed)
+    resume = _run(resumed)
+    return {
+        "reference": reference,
+        "resumed": resumed,
+        "killed_at": killed_at,
+        "reference_stdout": finished.stdout,
+        "resume_stderr": resume.stderr,
+    }
+
+
+@pytest.mark.slow  # the runs fixture: 4 training processes, ~1 min
+def test_killed_run_resumes_where_it_stopped(runs):
+    killed_at = runs["killed_at"]
+    assert TOTAL // 2 <= killed_at < TOTAL
+    assert f"step {killed_at} of {TOTAL}" in runs["resume_stderr"]  # the resume log line
+    reference = dict(list_checkpoints(runs["reference"]))
+    resumed = dict(list_checkpoints(runs["resumed"]))
+    assert sorted(reference) == sorted(resumed) == list(range(2, TOTAL + 1, 2))
+    # Every checkpoint after the resume equals the uninterrupted run's, variable by variable:
+    # student, predictor, heads, teachers, centre, step, seed generator; optimizer moments.
+    for step in (killed_at + 2, TOTAL):
+        meta_a, arrays_a = read_checkpoint(reference[step])
+        meta_b, arrays_b = read_checkpoint(resumed[step])
+        assert meta_a["step"] == meta_b["step"] == step
+        assert meta_b["data_position"] == {"step": step}
+        for group in ("model", "optimizer"):
+            assert list(arrays_a[group]) == list(arrays_b[group])
+            for name, value in arrays_a[group].items():
+                np.testing.assert_array_equal(arrays_b[group][name], value, err_msg=name)
+    _, final = read_checkpoint(resumed[TOTAL])
+    assert int(final["model"]["matpac_pretrainer/step"]) == TOTAL
+    assert int(final["optimizer"]["adamw/iteration"]) == TOTAL
+    # The same schedules and losses, step by step; the rows the killed run logged after its
+    # checkpoint were replaced, so each step appears once.
+    rows_a, rows_b = read_metrics(runs["reference"]), read_metrics(runs["resumed"])
+    assert [r["step"] for r in rows_b] == list(range(1, TOTAL + 1))
+    assert rows_a == rows_b
+
+
+@pytest.mark.slow  # the runs fixture: 4 training processes, ~1 min
+def test_logs_hold_the_metrics_and_tensorboard_events(runs):
+    rows = read_metrics(runs["reference"])
+    assert [r["step"] for r in rows] == list(range(1, TOTAL + 1))
+    expected = {"loss", "loss_cls", "loss_pred", "lr", "teacher_temp", "grad_norm"}
+    expected |= {"z_hat_m_std", "z_m_std", "teacher_perplexity", "teacher_classes"}
+    expected |= {"argmax_agreement"}
+    assert expected <= set(rows[0])
+    for row in rows:
+        assert np.isclose(row["loss"], 0.5 * row["loss_cls"] + 0.5 * row["loss_pred"], rtol=1e-5)
+    # tau_t: 0.04 -> 0.07 over 1 epoch (5 steps), logged at the step of the update (0-based).
+    taus = [r["teacher_temp"] for r in rows]
+    np.testing.assert_allclose(taus[:7], [0.04, 0.046, 0.052, 0.058, 0.064, 0.07, 0.07], 1e-6)
+    # lr: linear warm-up over 5 steps to 5e-4, then cosine to 1e-5 at step 40.
+    lrs = [r["lr"] for r in rows]
+    np.testing.assert_allclose(lrs[:6], [0, 1e-4, 2e-4, 3e-4, 4e-4, 5e-4], rtol=1e-6)
+    cosine = 1e-5 + (5e-4 - 1e-5) * 0.5 * (1 + np.cos(np.pi * (np.arange(5, 40) - 5) / 35))
+    np.testing.assert_allclose(lrs[5:], cosine, rtol=1e-5)
+    events = _tensorboard_scalars(runs["reference"] / "tensorboard")
+    assert sorted(events["loss"]) == list(range(1, TOTAL + 1))
+    for row in rows:
+        for name in expected:
+            assert np.isclose(events[name][row["step"]], row[name], rtol=1e-6), name
+    assert json.loads((runs["reference"] / "config.json").read_text())["train"]["epochs"] == 8
+    assert (runs["reference"] / "backbone.keras").is_file()
+
+
+@pytest.mark.slow  # the runs fixture: 4 training processes, ~1 min
+def test_finished_run_prints_and_writes_the_probe(runs):
+    probe = json.loads((runs["reference"] / "probe.json").read_text())
+    assert probe["probe_clips"] == {"train": 40, "test": 40} and probe["chance"] == 0.1
+    accuracies = [probe[name]["accuracy"] for name in ("pretrained", "random_init")]
+    assert all(0 <= a <= 1 for a in accuracies)
+    lines = runs["reference_stdout"].splitlines()
+    backbone = runs["reference"] / "backbone.keras"
+    assert f"trained {TOTAL} of {TOTAL} steps; encoder: {backbone}" in lines
+    assert (
+        "linear probe on held-out synthetic clips (40 train, 40 test): "
+        f"pretrained {accuracies[0]:.1%}, random init {accuracies[1]:.1%} (chance 10%)"
+    ) in lines
+
+
+def _tensorboard_scalars(logdir) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} of the scalar events under `logdir` (read with TensorFlow)."""
+    tf = pytest.importorskip("tensorflow")
+    scalars = {}
+    for path in logdir.glob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                assert value.metadata.plugin_data.plugin_name == "scalars"
+                scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return scalars
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow  # the runs fixture: 4 training processes, ~1 min
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(runs, tmp_path):
+    workdir = tmp_path / "diverging"
+    shutil.copytree(runs["reference"], workdir)
+    before = {step: _digest(path) for step, path in list_checkpoints(workdir)}
+    # Continue the finished run for 2 more epochs at an absurd learning rate.
+    result = _run(workdir, "--config.train.epochs=10", "--config.optim.lr=1e30", ok=False)
+    assert "non-finite loss" in result.stderr
+    assert f"Last good checkpoint: {workdir / 'checkpoints' / 'ckpt-00000040.npz'}" in (
+        result.stderr
+    )
+    after = {step: _digest(path) for step, path in list_checkpoints(workdir)}
+    assert after == before  # nothing written, nothing removed, nothing changed
+    assert not list((workdir / "checkpoints").glob("*.tmp"))
+    rows = read_metrics(workdir)
+    assert rows[-1]["loss"] in ("nan", "inf", "-inf")
+    assert rows[-1]["step"] > TOTAL
+
+
+def _entry_point(*args) -> subprocess.CompletedProcess:
+    """The console script `matpac-train` (what `pip install` writes calls `run()` so)."""
+    code = "import sys; from matpac_keras.cli.train import run; sys.argv[0] = 'matpac-train'; run()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        env=_env(),
+    )
+
+
+@pytest.mark.single_backend
+def test_help_describes_the_command_and_its_flags():
+    result = _entry_point("--help")  # absl exits with status 1 after the help
+    for text in ("matpac-train --config=configs/demo.py --workdir=", "--config.optim.lr=1e-4"):
+        assert text in result.stdout
+    for flag in ("--config:", "--workdir:", "metrics.jsonl", "checkpoints/ckpt-<step>.npz"):
+        assert flag in result.stdout
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.optim.learnin_rate=1", "no field optim.learnin_rate"),
+        ("--config.optimm.lr=1", "no field optimm (did you mean --config.optim?)"),
+    ],
+)
+def test_unknown_config_field_is_named(tmp_path, override, message):
+    result = _entry_point(f"--config={TINY}", f"--workdir={tmp_path}", override)
+    assert result.returncode == 1
+    assert f"FATAL Flags parsing error: {override}: the config has no field" in result.stderr
+    assert message in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.single_backend
+def test_missing_data_source_is_named(tmp_path):
+    missing = tmp_path / "no_such_corpus"
+    result = _entry_point(
+        f"--config={TINY}", f"--workdir={tmp_path}", f"--config.data.source={missing}"
+    )
+    assert result.returncode == 1
+    assert f"matpac-train: config.data.source '{missing}' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
