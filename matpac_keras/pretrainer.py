@@ -23,7 +23,7 @@ from matpac_keras.train_steps.dispatch import backend_train_step
 CENTER_ON = ("probabilities", "logits")
 EMA_ORDERS = ("before_update", "after_update")
 BATCH_KEYS = ("source", "ids_shuffle")
-# Logged as running means over the epoch; "lr" and "teacher_temperature" are logged as is.
+# Logged as running means over the epoch; "lr" and "teacher_temp" (tau_t) are logged as is.
 AVERAGED_LOGS = (
     "loss",
     "loss_cls",
@@ -51,7 +51,7 @@ class MatpacPretrainer(ShapeFreeModel):
     The teachers and the centre are float32, non-trainable, and changed only by that step.
     Logs: running means over the epoch of loss, loss_cls, loss_pred, grad_norm (before
     clipping) and the collapse monitors (SPEC section 4; under `tf.distribute` these are
-    per-replica values averaged over the replicas), and this step's lr and teacher_temperature.
+    per-replica values averaged over the replicas), and this step's lr and teacher_temp (tau_t).
     Under mixed_float16 a step the loss scaler skips still moves the teachers, the centre and
     the step counter.
 
@@ -389,7 +389,7 @@ class MatpacPretrainer(ShapeFreeModel):
             tracker.update_state(values[tracker.name])
         logs = {tracker.name: tracker.result() for tracker in self._trackers}
         logs["lr"] = lr
-        logs["teacher_temperature"] = ops.convert_to_tensor(outputs["teacher_temperature"])
+        logs["teacher_temp"] = ops.convert_to_tensor(outputs["teacher_temperature"])
         return logs
 
     def train_step(self, *args):

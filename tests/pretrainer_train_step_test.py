@@ -27,7 +27,7 @@ LOG_KEYS = {
     "loss",
     "loss_cls",
     "loss_pred",
-    "teacher_temperature",
+    "teacher_temp",
     "lr",
     "grad_norm",
     "z_hat_m_std",
@@ -86,7 +86,7 @@ def test_one_step_reproduces_official_step(train_full_state, fixture_arrays):
     assert logs["loss_cls"] == pytest.approx(float(step["loss_cls"].mean()), rel=1e-5)
     assert logs["loss_pred"] == pytest.approx(float(step["loss_pred"].mean()), rel=1e-5)
     assert logs["grad_norm"] == pytest.approx(float(step["grad_norm"]), rel=1e-5)
-    assert logs["teacher_temperature"] == pytest.approx(float(step["teacher_temp"]), rel=1e-6)
+    assert logs["teacher_temp"] == pytest.approx(float(step["teacher_temp"]), rel=1e-6)
     assert logs["lr"] == pytest.approx(1e-3, rel=1e-6)
 
 

@@ -16,7 +16,6 @@ from matpac_keras.training.checkpoint import NonFiniteStateError, save_checkpoin
 from matpac_keras.training.metrics_log import MetricsWriter
 
 _WATCHED = ("loss", "grad_norm")  # a non-finite value of these stops the run
-_RENAMED = {"teacher_temperature": "teacher_temp"}  # the pretrainer's log -> metrics.jsonl
 
 
 class TrainingMonitor(keras.callbacks.Callback):
@@ -63,7 +62,7 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.step = self.start_step + batch + 1
-        values = {_RENAMED.get(k, k): float(v) for k, v in (logs or {}).items()}
+        values = {k: float(v) for k, v in (logs or {}).items()}
         bad = [name for name in _WATCHED if name in values and not math.isfinite(values[name])]
         if bad:
             self.writer.write(self.step, values)  # the diverged step, for the record
