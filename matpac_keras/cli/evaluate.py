@@ -1,0 +1,167 @@
+r"""`matpac-evaluate`: linear-probe evaluation of a MATPAC model on downstream tasks.
+
+    matpac-evaluate --task=matpac_esc50,gtzan --model=matpac.keras [--output_dir=eval/] \
+        --data_dir=~/tensorflow_datasets [--manual_dir=/data/ESC-50-master,/data/gtzan]
+
+For each task: clip embeddings of every split (computed once, cached in --cache_dir keyed by the
+model file's hash, task, mode and input length), then the probe protocol (evaluation/probe.py,
+protocol.py): `--protocol=paper` (default: batch 128, Adam 1e-4, at most 200 epochs, best
+validation loss, 5 runs with seeds 0-4, raw embeddings) or `--protocol=evar` (standardised
+embeddings, lr 3e-5, batch 200, best validation metric, patience 20, 3 runs with seeds 42-44);
+each probe flag (--learning_rate, --batch_size, ...) overrides its preset value.
+Prints a table of mean +- 95% CI per task and writes results.md / results.csv.
+
+`--features=random_init` embeds with the model's architecture at random initialisation
+(`--init_seed`), `--features=logmel_stats` with the log-mel mean and std (no model).
+TFDS datasets are prepared on first use from --manual_dir (TensorFlow and TFDS required).
+"""
+
+import dataclasses
+import os
+
+from absl import app, flags
+
+from matpac_keras.evaluation.features import INPUT_LENGTHS, SOURCES
+from matpac_keras.evaluation.probe import INITS, PRESETS, SELECT_BY
+from matpac_keras.evaluation.statistics import METHODS
+from matpac_keras.evaluation.tasks import TASKS
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list(
+    "task",
+    None,
+    f"Comma-separated task names ({', '.join(TASKS)}) or their TFDS names (matpac_esc50, ...).",
+)
+flags.DEFINE_string(
+    "model",
+    None,
+    "A .keras MATPAC backbone, pretrainer or fine-tuned classifier (its encoder is used); "
+    "needed unless --features=logmel_stats.",
+)
+flags.DEFINE_enum(
+    "features",
+    "model",
+    SOURCES,
+    "Features: the model's, its architecture's at random init, or log-mel mean and std.",
+)
+flags.DEFINE_integer("init_seed", 0, "Seed of the random initialisation (--features=random_init).")
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Where results.md and results.csv are written (default: <model without .keras>_eval/ "
+    "beside the model; logmel_stats_eval/ without a model).",
+)
+flags.DEFINE_string("data_dir", None, "TFDS data_dir (TFDS's default when unset).")
+flags.DEFINE_list(
+    "manual_dir",
+    None,
+    "Downloaded files per task (order of --task) to prepare datasets not in --data_dir yet.",
+)
+flags.DEFINE_string("cache_dir", None, "Embedding cache (default: <output_dir>/embeddings).")
+flags.DEFINE_enum("mode", "precise", ["precise", "fast"], "Embedding mode (SPEC section 6).")
+flags.DEFINE_enum(
+    "input_length",
+    "full",
+    INPUT_LENGTHS,
+    "full: whole clips (MATPAC); evar: crop or zero-pad clips to EVAR's unit_sec.",
+)
+flags.DEFINE_integer("embed_batch_size", 16, "Chunks encoded at once.")
+flags.DEFINE_enum(
+    "protocol",
+    "paper",
+    sorted(PRESETS),
+    "Probe and run preset; the probe and run flags override it.",
+)
+flags.DEFINE_float("learning_rate", None, "Adam learning rate (paper 1e-4, evar 3e-5).")
+flags.DEFINE_integer("batch_size", None, "Probe batch size (paper 128, evar 200).")
+flags.DEFINE_integer("max_epochs", None, "Epochs at most (paper and evar 200).")
+flags.DEFINE_integer(
+    "patience",
+    None,
+    "Early-stopping patience in epochs (paper none, evar 20); 0 disables early stopping.",
+)
+flags.DEFINE_enum(
+    "select_by", None, SELECT_BY, "Best epoch by validation loss (paper) or metric (evar)."
+)
+flags.DEFINE_bool(
+    "standardize", None, "Standardise embeddings with training statistics (paper no, evar yes)."
+)
+flags.DEFINE_float("weight_decay", None, "L2 on the probe's weights (paper 0, evar 1e-8).")
+flags.DEFINE_enum("init", None, INITS, "Probe initialisation (paper keras, evar torch).")
+flags.DEFINE_integer("runs", None, "Runs per task (paper 5, evar 3).")
+flags.DEFINE_integer("first_seed", None, "Seed of the first run (paper 0, evar 42).")
+flags.DEFINE_float(
+    "valid_fraction",
+    None,
+    "Held-out share of the training clips where a task has no validation split (0.1).",
+)
+flags.DEFINE_enum("ci_method", "t", METHODS, "95% CI from Student's t (default) or 1.96.")
+flags.mark_flags_as_required(["task"])
+
+_PROBE_FLAGS = (
+    "learning_rate",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "select_by",
+    "standardize",
+    "weight_decay",
+    "init",
+)
+_RUN_FLAGS = ("runs", "first_seed", "valid_fraction")
+
+
+def default_output_dir(model: str | None) -> str:
+    """`<model without .keras>_eval`, or `logmel_stats_eval` without a model."""
+    return os.path.splitext(model)[0] + "_eval" if model else "logmel_stats_eval"
+
+
+def options_from_flags():
+    """runner.Options from the flags: --protocol's presets with the given flags overriding."""
+    from matpac_keras.evaluation.runner import RUN_PRESETS, Options
+
+    probe = {f: getattr(FLAGS, f) for f in _PROBE_FLAGS if getattr(FLAGS, f) is not None}
+    if probe.get("patience") == 0:
+        probe["patience"] = None
+    run = {f: getattr(FLAGS, f) for f in _RUN_FLAGS if getattr(FLAGS, f) is not None}
+    overrides = {**probe, **run}
+    return Options(
+        tasks=tuple(FLAGS.task),
+        output_dir=FLAGS.output_dir or default_output_dir(FLAGS.model),
+        model=FLAGS.model,
+        source=FLAGS.features,
+        init_seed=FLAGS.init_seed,
+        data_dir=FLAGS.data_dir,
+        manual_dirs=tuple(FLAGS.manual_dir) if FLAGS.manual_dir else None,
+        cache_dir=FLAGS.cache_dir,
+        mode=FLAGS.mode,
+        input_length=FLAGS.input_length,
+        embed_batch_size=FLAGS.embed_batch_size,
+        probe=dataclasses.replace(PRESETS[FLAGS.protocol], **probe),
+        runs=dataclasses.replace(RUN_PRESETS[FLAGS.protocol], **run),
+        protocol=FLAGS.protocol + "".join(f" {k}={v}" for k, v in sorted(overrides.items())),
+        ci_method=FLAGS.ci_method,
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        options = options_from_flags()
+    except (ValueError, FileNotFoundError) as error:  # a bad flag value, a missing model
+        raise app.UsageError(str(error)) from error
+    from matpac_keras.evaluation.runner import evaluate
+
+    try:
+        evaluate(options)
+    except FileNotFoundError as error:  # a dataset not prepared, a missing manual_dir
+        raise app.UsageError(str(error)) from error
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

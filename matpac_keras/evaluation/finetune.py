@@ -1,0 +1,184 @@
+"""End-to-end fine-tuning of a MATPAC backbone on a TFDS task: what `matpac-finetune` runs.
+
+Reads the task's splits into memory (TensorFlow-only, through TFDS), trains a MatpacClassifier
+on random crops with MixUp (finetune_data.py) and SpecAugment-style masking (classifier.py),
+AdamW with layer-wise learning-rate decay (layerwise.py) and a warm-up + cosine schedule, keeps
+the weights of the lowest validation loss, then scores the test clips whole with the task's
+metric: each clip's log-mel, zero-padded to a multiple of the crop length, is cut into crops
+whose mean pooled features go through the head (`MatpacClassifier.clip_logits`), so a clip
+shorter than a crop is seen as in training, zero padding included in the time mean.
+
+Writes into the workdir: `classifier.keras`, `history.csv` (per-epoch losses), `results.json`.
+Holds the audio of the task in memory: fine for FSDD, ESC-50, UrbanSound8K and GTZAN.
+"""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+
+from matpac_keras.evaluation import protocol, tasks, tfds_source
+from matpac_keras.evaluation.classifier import MatpacClassifier
+from matpac_keras.evaluation.finetune_data import CropBatches, targets_of
+from matpac_keras.evaluation.layerwise import LayerwiseAdamW, lr_multipliers
+from matpac_keras.evaluation.probe import KeepBest, masked_binary_crossentropy
+
+
+def read_split(builder, split: str, task: tasks.Task):
+    """(waveforms, labels, mask) of a whole split, in memory."""
+    waves, labels, masks = [], [], []
+    for batch in tfds_source.clip_batches(builder, split, task):
+        waves += batch.waveforms
+        labels.append(batch.labels)
+        masks.append(batch.mask)
+    mask = None if masks[0] is None else np.concatenate(masks)
+    return waves, np.concatenate(labels), mask
+
+
+def task_splits(builder, task: tasks.Task, fold: str | None, valid_fraction: float, seed: int):
+    """{"train", "valid", "test"}: (waveforms, labels, mask) per split, as the probe splits them
+    (fold tasks: `fold` is the test fold)."""
+    if task.folds:
+        test = read_split(builder, fold, task)
+        others = [read_split(builder, f, task) for f in task.folds if f != fold]
+        waves = [w for part in others for w in part[0]]
+        labels = np.concatenate([p[1] for p in others])
+        mask = None if others[0][2] is None else np.concatenate([p[2] for p in others])
+        pool = (waves, labels, mask)
+    else:
+        test = read_split(builder, task.test, task)
+        pool = read_split(builder, task.train, task)
+    if not task.folds and task.valid is not None:
+        return {"train": pool, "valid": read_split(builder, task.valid, task), "test": test}
+    train_rows, valid_rows = protocol.split_indices(len(pool[0]), valid_fraction, seed)
+
+    def take(rows):
+        waves, labels, mask = pool
+        return [waves[i] for i in rows], labels[rows], None if mask is None else mask[rows]
+
+    return {"train": take(train_rows), "valid": take(valid_rows), "test": test}
+
+
+def make_backbone(config):
+    """The pre-trained backbone of `config.model`, else a new `config.backbone` variant."""
+    from matpac_keras.backbone import MatpacBackbone
+    from matpac_keras.saving import load_backbone
+
+    if config.model:
+        return load_backbone(config.model)
+    overrides = {k: v for k, v in config.backbone_overrides.items() if v is not None}
+    backbone = MatpacBackbone.from_variant(config.backbone, **overrides)
+    backbone.build(None)
+    return backbone
+
+
+def schedule(config, steps_per_epoch: int):
+    """Linear warm-up to `config.learning_rate`, then cosine decay to 0."""
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(total - 1, config.warmup_epochs * steps_per_epoch)
+    if warmup <= 0:
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
+    )
+
+
+def loss_for(task: tasks.Task):
+    if task.mask_key:
+        return masked_binary_crossentropy
+    if task.multi_label:
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    return keras.losses.CategoricalCrossentropy(from_logits=True)
+
+
+def check_config(config) -> tasks.Task:
+    """The config's task, after checking the fields read before training (ValueError or
+    FileNotFoundError naming the field)."""
+    task = tasks.get_task(config.task)
+    if task.folds and config.fold not in task.folds:
+        raise ValueError(
+            f"config.fold must be one of {task.folds} for {task.name}: {config.fold!r}"
+        )
+    if config.model and not os.path.isfile(config.model):
+        raise FileNotFoundError(f"config.model {config.model!r}: no such file")
+    if config.model and not config.model.endswith(".keras"):
+        raise ValueError(f"config.model {config.model!r}: expected a .keras file")
+    if not 0 < config.valid_fraction < 1:
+        raise ValueError(f"config.valid_fraction must be in (0, 1); got {config.valid_fraction}")
+    return task
+
+
+def finetune(config, workdir: str, log=print) -> dict:
+    """Fine-tunes on `config.task`; writes the workdir files; returns the results dict."""
+    task = check_config(config)
+    keras.utils.set_random_seed(config.seed)
+    builder = tfds_source.prepared_builder(task, config.data_dir, config.manual_dir)
+    num_classes = tfds_source.num_classes(builder, task)
+    splits = task_splits(builder, task, config.fold, config.valid_fraction, config.seed)
+    log(", ".join(f"{name} {len(s[0])}" for name, s in splits.items()) + " clips")
+
+    backbone = make_backbone(config)
+    if not 0 < config.crop_frames <= backbone.max_frames or config.crop_frames % 16:
+        raise ValueError(
+            f"config.crop_frames={config.crop_frames}: a multiple of 16 up to {backbone.max_frames}"
+        )
+    model = MatpacClassifier(
+        backbone,
+        num_classes,
+        dropout=config.dropout,
+        erase_factor=config.erase_factor,
+        num_erasures=config.num_erasures,
+    )
+    model.build(None)
+
+    def batches(name, training):
+        waves, labels, mask = splits[name]
+        return CropBatches(
+            waves,
+            targets_of(labels, mask, num_classes),
+            config.crop_frames,
+            config.batch_size,
+            training=training,
+            mixup_alpha=config.mixup_alpha if training else 0.0,
+            seed=config.seed,
+        )
+
+    train, valid = batches("train", True), batches("valid", False)
+    optimizer = LayerwiseAdamW(
+        schedule(config, len(train)),
+        weight_decay=config.weight_decay,
+        lr_multipliers=lr_multipliers(model, config.layer_decay),
+        global_clipnorm=config.clip_norm or None,
+    )
+    model.compile(optimizer=optimizer, loss=loss_for(task))
+    os.makedirs(workdir, exist_ok=True)
+    keep_best = KeepBest(None, config.patience or None)
+    model.fit(
+        train,
+        validation_data=valid,
+        epochs=config.epochs,
+        callbacks=[keep_best, keras.callbacks.CSVLogger(os.path.join(workdir, "history.csv"))],
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    model_path = os.path.join(workdir, "classifier.keras")
+    model.save(model_path)
+
+    waves, labels, mask = splits["test"]
+    logits = model.clip_logits(waves, config.crop_frames, batch_size=config.embed_batch_size)
+    test_score = protocol.score(task, labels, logits, mask)
+    results = {
+        "task": task.name,
+        "metric": task.metric,
+        "test_score": test_score,
+        "test_split": config.fold if task.folds else task.test,
+        "best_epoch": keep_best.best_epoch + 1,  # 1-based, as in the probe tables
+        "num_clips": {name: len(s[0]) for name, s in splits.items()},
+        "model": model_path,
+        "config": config.to_dict(),
+    }
+    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2, default=str)
+    log(f"{task.name} {results['test_split']}: test {task.metric} {100 * test_score:.2f}%")
+    return results

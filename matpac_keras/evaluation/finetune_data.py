@@ -1,0 +1,105 @@
+"""Batches for fine-tuning: random log-mel crops of in-memory clips, with MixUp (any backend).
+
+Each batch: a crop of `crop_frames` frames per clip (random start for training, the start for
+validation), turned into the normalised log-mel; frames past a clip's end are 0 (the
+normalised mean, as the embeddings pad). Training batches then go through
+`keras.layers.MixUp`, which mixes the log-mels and the targets with per-clip Beta(alpha, alpha)
+weights. Targets are float [B, C]: one-hot, multi-hot, or [labels, mask] for masked tasks
+(mixing the mask makes it a per-label weight).
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from matpac_keras.frontend import HOP_LENGTH, N_FFT, LogMelSpectrogram, num_frames
+
+
+def samples_for(frames: int) -> int:
+    """Samples whose `center=False` STFT has exactly `frames` frames."""
+    return N_FFT + HOP_LENGTH * (frames - 1)
+
+
+def targets_of(labels: np.ndarray, mask: np.ndarray | None, num_classes: int) -> np.ndarray:
+    """float32 training targets: one-hot of class indices, multi-hot, or [multi-hot, mask]."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return np.eye(num_classes, dtype="float32")[labels]
+    targets = labels.astype("float32")
+    if mask is None:
+        return targets
+    return np.concatenate([targets, np.asarray(mask, "float32")], axis=1)
+
+
+class CropBatches(keras.utils.PyDataset):
+    """(log-mel [B, mels, crop_frames], targets [B, T]) batches over in-memory clips.
+
+    Args:
+        waveforms: list of 1-D 16 kHz clips (float, or int16 read as x / 32768).
+        targets: float32 [N, T] (targets_of).
+        crop_frames: int. Frames per example.
+        batch_size: int.
+        training: bool. Random crops, shuffling each epoch, MixUp; else fixed crops in order.
+        mixup_alpha: float. MixUp's Beta parameter; 0 disables it.
+        seed: int. Seeds the order, the crops and MixUp.
+    """
+
+    def __init__(
+        self,
+        waveforms: list[np.ndarray],
+        targets: np.ndarray,
+        crop_frames: int,
+        batch_size: int,
+        training: bool,
+        mixup_alpha: float = 0.0,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if len(waveforms) != len(targets) or not waveforms:
+            raise ValueError(f"{len(waveforms)} clips for {len(targets)} targets")
+        self.waveforms = waveforms
+        self.targets = np.asarray(targets, "float32")
+        self.crop_frames = crop_frames
+        self.batch_size = batch_size
+        self.training = training
+        self.rng = np.random.default_rng(seed)
+        self.frontend = LogMelSpectrogram()
+        self.mixup = keras.layers.MixUp(mixup_alpha, seed=seed) if mixup_alpha > 0 else None
+        self.order = np.arange(len(waveforms))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.waveforms) / self.batch_size)
+
+    def on_epoch_end(self):
+        if self.training:
+            self.order = self.rng.permutation(len(self.waveforms))
+
+    def _crop(self, waveform: np.ndarray) -> tuple[np.ndarray, int]:
+        """A crop of at most `samples_for(crop_frames)` samples, zero-padded, and its frames."""
+        waveform = np.asarray(waveform)
+        if waveform.dtype == np.int16:
+            waveform = waveform.astype("float32") / 32768.0
+        length = samples_for(self.crop_frames)
+        start = 0
+        if self.training and len(waveform) > length:
+            start = int(self.rng.integers(0, len(waveform) - length + 1))
+        crop = waveform[start : start + length]
+        frames = max(1, num_frames(len(crop)))
+        return np.pad(crop, (0, length - len(crop))).astype("float32"), frames
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        crops, frames = zip(*(self._crop(self.waveforms[i]) for i in rows), strict=True)
+        logmel = ops.convert_to_numpy(self.frontend(np.stack(crops)))
+        valid = np.arange(self.crop_frames)[None, :] < np.array(frames)[:, None]
+        logmel = np.where(valid[:, None, :], logmel, 0.0).astype("float32")
+        targets = self.targets[rows]
+        if self.training and self.mixup is not None:
+            mixed = self.mixup({"images": logmel[..., None], "labels": targets})
+            logmel = ops.convert_to_numpy(mixed["images"])[..., 0]
+            targets = ops.convert_to_numpy(mixed["labels"]).astype("float32")
+        return logmel, targets

@@ -1,0 +1,104 @@
+"""Result tables: mean +- 95% CI per task, as markdown and CSV (scores in percent)."""
+
+import csv
+import dataclasses
+import io
+import math
+import os
+
+from matpac_keras.evaluation.protocol import TaskScores
+from matpac_keras.evaluation.statistics import confidence_interval
+
+CSV_COLUMNS = (
+    "task",
+    "metric",
+    "features",
+    "protocol",
+    "runs",
+    "mean",
+    "ci95",
+    "ci_method",
+    "scores",
+    "seeds",
+    "best_epochs",
+)
+
+
+@dataclasses.dataclass
+class Row:
+    """One table row: a task's scores with what produced them."""
+
+    scores: TaskScores
+    features: str  # the model file (or baseline) the embeddings came from
+    protocol: str  # e.g. "paper" or "evar", with any overridden options
+
+    def summary(self, ci_method: str) -> tuple[float, float]:
+        """(mean, CI half-width) in percent."""
+        mean, half = confidence_interval(self.scores.runs, method=ci_method)
+        return 100 * mean, 100 * half
+
+
+def _best_epochs(scores: TaskScores) -> list[str]:
+    """Per run, the 1-based best epoch (mean over folds for fold tasks)."""
+    return [f"{1 + sum(e) / len(e):g}" for e in scores.best_epochs]
+
+
+def _pm(mean: float, half: float) -> str:
+    return f"{mean:.1f}" if math.isnan(half) else f"{mean:.1f} ± {half:.1f}"
+
+
+def markdown(rows: list[Row], ci_method: str = "t") -> str:
+    """A markdown table: task, metric, mean +- CI, runs, per-run scores and best epochs,
+    features, protocol."""
+    interval = "t(0.975, n-1)·s/√n" if ci_method == "t" else "1.96·s/√n"
+    lines = [
+        f"Scores in %, mean ± 95% CI over runs ({interval}; runs differ in probe seed and, "
+        "without a validation split, in the held-out clips).",
+        "",
+        "| task | metric | mean ± 95% CI | runs | per run | best epochs | features | protocol |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        s = row.scores
+        per_run = " ".join(f"{100 * x:.2f}" for x in s.runs)
+        lines.append(
+            f"| {s.task} | {s.metric} | {_pm(*row.summary(ci_method))} | {len(s.runs)} | "
+            f"{per_run} | {' '.join(_best_epochs(s))} | {row.features} | {row.protocol} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[Row], ci_method: str = "t") -> str:
+    """The same table as CSV, full precision; per-run scores and seeds separated by ';'."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        s = row.scores
+        mean, half = row.summary(ci_method)
+        writer.writerow(
+            [
+                s.task,
+                s.metric,
+                row.features,
+                row.protocol,
+                len(s.runs),
+                f"{mean:.4f}",
+                "" if math.isnan(half) else f"{half:.4f}",
+                ci_method,
+                ";".join(f"{100 * x:.4f}" for x in s.runs),
+                ";".join(str(x) for x in s.seeds),
+                ";".join(_best_epochs(s)),
+            ]
+        )
+    return out.getvalue()
+
+
+def write(rows: list[Row], output_dir: str, ci_method: str = "t") -> tuple[str, str]:
+    """Writes `results.md` and `results.csv` into `output_dir`; returns their paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    paths = os.path.join(output_dir, "results.md"), os.path.join(output_dir, "results.csv")
+    for path, text in zip(paths, (markdown(rows, ci_method), to_csv(rows, ci_method)), strict=True):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    return paths

@@ -1,0 +1,102 @@
+"""Downstream tasks as data: which TFDS dataset, labels, splits or folds, and metric.
+
+One row per task (SPEC section 7; datasets/README.md). The TFDS builders live in the
+repository's `datasets/<builder>/` folders and register `matpac_<builder>`.
+
+- `folds`: leave-one-fold-out tasks (ESC-50, UrbanSound8K); a run's score is the mean over
+  folds. Otherwise `train` / `valid` / `test` name the official splits.
+- `valid` None: no official validation split (OpenMIC, FSDD, and the training folds of the fold
+  tasks). The probe then holds out a seeded random fraction of the training clips
+  (`--valid_fraction`, 10% by default, as EVAR does for ESC-50/US8K; MATPAC does not say).
+- `evar_seconds`: EVAR's `unit_sec` (crop or zero-pad every clip to it), used only with
+  `--input_length=evar`; MATPAC embeds whole clips. We always keep a clip's start (EVAR crops
+  FSD50K's training and validation clips at random).
+- MagnaTagATune: the filtered standard split by default, `magnatagatune_unfiltered` for the
+  directory rule without filtering.
+"""
+
+import dataclasses
+
+METRICS = ("accuracy", "map")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One downstream task.
+
+    name: our short name (e.g. "esc50"). builder: the `datasets/` folder.
+    builder_config: TFDS BuilderConfig name, or None.
+    label_key: "label" (a ClassLabel) or "labels" (a multi-hot vector).
+    mask_key: feature telling which labels are annotated (OpenMIC), or None.
+    metric: "accuracy" or "map" (macro mAP; masked by `mask_key` when set).
+    """
+
+    name: str
+    builder: str
+    label_key: str
+    metric: str
+    train: str = "train"
+    valid: str | None = "valid"
+    test: str = "test"
+    folds: tuple[str, ...] = ()
+    builder_config: str | None = None
+    mask_key: str | None = None
+    evar_seconds: float | None = None
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"{self.name}: metric must be one of {METRICS}; got {self.metric!r}")
+
+    @property
+    def tfds_name(self) -> str:
+        """The registered TFDS name, with the config when there is one."""
+        name = f"matpac_{self.builder}"
+        return f"{name}/{self.builder_config}" if self.builder_config else name
+
+    @property
+    def multi_label(self) -> bool:
+        return self.label_key == "labels"
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Every split the task reads."""
+        if self.folds:
+            return self.folds
+        return tuple(s for s in (self.train, self.valid, self.test) if s is not None)
+
+
+def _folds(n: int) -> tuple[str, ...]:
+    return tuple(f"fold{k}" for k in range(1, n + 1))
+
+
+TASKS = {
+    task.name: task
+    for task in (
+        Task("esc50", "esc50", "label", "accuracy", folds=_folds(5), evar_seconds=5.0),
+        Task(
+            "urbansound8k", "urbansound8k", "label", "accuracy", folds=_folds(10), evar_seconds=4.0
+        ),
+        Task("gtzan", "gtzan", "label", "accuracy", evar_seconds=30.0),
+        Task("nsynth", "nsynth", "label", "accuracy", evar_seconds=4.0),
+        Task("openmic", "openmic", "labels", "map", valid=None, mask_key="label_mask"),
+        Task("magnatagatune", "magnatagatune", "labels", "map", builder_config="filtered"),
+        Task(
+            "magnatagatune_unfiltered",
+            "magnatagatune",
+            "labels",
+            "map",
+            builder_config="unfiltered",
+        ),
+        Task("fsd50k", "fsd50k", "labels", "map", evar_seconds=7.6358),
+        Task("spoken_digit", "spoken_digit", "label", "accuracy", valid=None),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    """A task by short name ("esc50") or TFDS name ("matpac_esc50", "matpac_magnatagatune/...")."""
+    for task in TASKS.values():
+        if name in (task.name, task.tfds_name, f"matpac_{task.name}"):
+            return task
+    known = ", ".join(TASKS)
+    raise ValueError(f"unknown task {name!r}; known: {known} (or their matpac_* TFDS names)")

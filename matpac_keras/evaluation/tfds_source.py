@@ -1,0 +1,93 @@
+"""A task's clips and labels from its TFDS dataset (TensorFlow-only: TFDS reads the data).
+
+The builders are the repository's `datasets/` package. When it is not importable (a console
+script started outside the repository), the folder beside the installed `matpac_keras`
+(an editable install) is put on `sys.path`.
+"""
+
+import dataclasses
+import importlib
+import os
+import pathlib
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from matpac_keras.evaluation.tasks import Task
+
+
+@dataclasses.dataclass
+class ClipBatch:
+    """Up to `batch_size` clips of one split: 16 kHz float32 waveforms (any lengths)."""
+
+    waveforms: list[np.ndarray]
+    labels: np.ndarray  # int [B] or bool [B, C]
+    mask: np.ndarray | None  # bool [B, C] or None
+
+
+def _datasets_package():
+    try:
+        return importlib.import_module("datasets")
+    except ModuleNotFoundError:
+        root = pathlib.Path(__file__).resolve().parents[2]
+        if not (root / "datasets" / "__init__.py").is_file():
+            raise ModuleNotFoundError(
+                "the TFDS builders (the repository's datasets/ package) are not importable: "
+                "run from the repository root or add it to PYTHONPATH"
+            ) from None
+        sys.path.insert(0, os.fspath(root))
+        return importlib.import_module("datasets")
+
+
+def prepared_builder(
+    task: Task, data_dir: str | None = None, manual_dir: str | None = None
+) -> tfds.core.DatasetBuilder:
+    """The task's builder, prepared in `data_dir` (from `manual_dir` if not there yet)."""
+    builder_cls = _datasets_package().builder_class(task.builder)
+    kwargs = {"config": task.builder_config} if task.builder_config else {}
+    builder = builder_cls(data_dir=data_dir, **kwargs)
+    if not builder.is_prepared():
+        if manual_dir is None:
+            raise FileNotFoundError(
+                f"{task.tfds_name} is not prepared in {builder.data_dir}: pass --manual_dir with "
+                "the downloaded files (see the builder's MANUAL_DOWNLOAD_INSTRUCTIONS)"
+            )
+        if not os.path.isdir(manual_dir):
+            raise FileNotFoundError(f"manual_dir {manual_dir!r} is not a directory")
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+        builder.download_and_prepare(download_config=config)
+    return builder
+
+
+def num_classes(builder: tfds.core.DatasetBuilder, task: Task) -> int:
+    """Output units of the task's probe, from the label feature."""
+    feature = builder.info.features[task.label_key]
+    if task.multi_label:
+        return int(feature.shape[-1])
+    return int(feature.num_classes)
+
+
+def clip_batches(
+    builder: tfds.core.DatasetBuilder, split: str, task: Task, batch_size: int = 256
+) -> Iterator[ClipBatch]:
+    """The clips of a split in stored order, `batch_size` at a time."""
+    keys = ["audio", task.label_key] + ([task.mask_key] if task.mask_key else [])
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    dataset = dataset.map(lambda ex: {k: ex[k] for k in keys})
+    batch: list[dict] = []
+    for example in tfds.as_numpy(dataset):
+        batch.append(example)
+        if len(batch) == batch_size:
+            yield _to_batch(batch, task)
+            batch = []
+    if batch:
+        yield _to_batch(batch, task)
+
+
+def _to_batch(examples: list[dict], task: Task) -> ClipBatch:
+    waveforms = [ex["audio"].astype(np.float32) / 32768.0 for ex in examples]
+    labels = np.stack([ex[task.label_key] for ex in examples])
+    mask = np.stack([ex[task.mask_key] for ex in examples]).astype(bool) if task.mask_key else None
+    return ClipBatch(waveforms, labels, mask)

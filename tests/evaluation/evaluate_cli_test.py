@@ -1,0 +1,165 @@
+"""`matpac-evaluate` end to end: TFDS builders' dummy data and real FSDD recordings.
+
+Reads TFDS (TensorFlow): run once, under TensorFlow. One test evaluates all 3,000 real FSDD
+recordings in-process; the command-line test (run twice: the second run reads the cached
+embeddings) builds 60 of them (speaker jackson, repetitions 0-1 test and 5-8 train: the official
+index rule) to stay well under a minute.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.evaluation import runner
+from matpac_keras.evaluation.probe import PRESETS, ProbeConfig
+from matpac_keras.evaluation.protocol import RunConfig
+from matpac_keras.evaluation.tasks import TASKS
+
+pytestmark = pytest.mark.single_backend
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    backbone = MatpacBackbone(embed_dim=32, depth=2, num_heads=2, max_frames=64)
+    backbone.build(None)
+    backbone.save(path)
+    return str(path)
+
+
+def _read_csv(path):
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_builder_dummy_data(task, tiny_model, tmp_path):
+    options = runner.Options(
+        tasks=(task,),
+        output_dir=str(tmp_path / "out"),
+        model=tiny_model,
+        data_dir=str(tmp_path / "tfds"),
+        manual_dirs=(str(ROOT / "datasets" / TASKS[task].builder / "dummy_data"),),
+        probe=ProbeConfig(max_epochs=2),
+        runs=RunConfig(runs=1),
+    )
+    messages = []
+    [row] = runner.evaluate(options, log=messages.append)
+    assert row.scores.task == task and len(row.scores.runs) == 1
+    assert all(0 <= s <= 1 for s in row.scores.runs)
+    [table] = _read_csv(tmp_path / "out" / "results.csv")
+    assert table["task"] == task and table["metric"] == TASKS[task].metric
+    assert float(table["mean"]) == pytest.approx(100 * row.scores.runs[0], abs=1e-3)
+    cached = os.listdir(tmp_path / "out" / "embeddings")
+    assert len(cached) == 1 and cached[0].startswith(f"{task}-model-precise-full-")
+    assert any("features written" in m for m in messages)
+
+
+def test_evar_options_with_log_mel_statistics(tmp_path):
+    options = runner.Options(
+        tasks=("gtzan",),
+        output_dir=str(tmp_path / "out"),
+        source="logmel_stats",
+        input_length="evar",
+        data_dir=str(tmp_path / "tfds"),
+        manual_dirs=(str(ROOT / "datasets/gtzan/dummy_data"),),
+        probe=dataclasses.replace(PRESETS["evar"], max_epochs=2),
+        runs=runner.RUN_PRESETS["evar"],
+        protocol="evar",
+    )
+    [row] = runner.evaluate(options, log=lambda message: None)
+    assert row.scores.seeds == [42, 43, 44] and row.features == "logmel_stats"
+    [cached] = os.listdir(tmp_path / "out" / "embeddings")
+    assert cached.startswith("gtzan-logmel_stats-na-evar-")
+    with np.load(tmp_path / "out" / "embeddings" / cached) as stored:
+        key = json.loads(str(stored["key"]))
+        assert stored["train/x"].shape[1] == 160
+    assert (key["seconds"], key["input_length"], key["source"]) == (30.0, "evar", "logmel_stats")
+
+
+def test_all_fsdd_recordings(tiny_model, fsdd_dir, tmp_path):
+    options = runner.Options(
+        tasks=("spoken_digit",),
+        output_dir=str(tmp_path / "out"),
+        model=tiny_model,
+        data_dir=str(tmp_path / "tfds"),
+        manual_dirs=(str(fsdd_dir),),
+        probe=ProbeConfig(max_epochs=2),
+        runs=RunConfig(runs=1),
+    )
+    messages = []
+    [row] = runner.evaluate(options, log=messages.append)
+    assert "spoken_digit: train 2700, test 300 clips, 160 dims" in messages
+    assert 0 <= row.scores.runs[0] <= 1
+
+
+def test_cli_on_real_fsdd_subset_and_cache_reuse(tiny_model, fsdd_dir, tmp_path):
+    manual = tmp_path / "fsdd"
+    manual.mkdir()
+    for digit in range(10):
+        for index in (0, 1, 5, 6, 7, 8):
+            shutil.copy(fsdd_dir / f"{digit}_jackson_{index}.wav", manual)
+    command = [
+        sys.executable, "-m", "matpac_keras.cli.evaluate", "--task=matpac_spoken_digit",
+        f"--model={tiny_model}", f"--data_dir={tmp_path / 'tfds'}", f"--manual_dir={manual}",
+        "--max_epochs=3", "--runs=2", "--protocol=evar",
+    ]  # fmt: skip
+    out = pathlib.Path(tiny_model[: -len(".keras")] + "_eval")  # the default --output_dir
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "spoken_digit: train 40, test 20 clips, 160 dims" in first.stdout
+    assert "features written" in first.stdout
+    [row] = _read_csv(out / "results.csv")
+    assert (row["task"], row["runs"], row["seeds"]) == ("spoken_digit", "2", "42;43")
+    assert row["protocol"] == "evar max_epochs=3 runs=2"
+    [cache] = (out / "embeddings").iterdir()
+    stamp = cache.stat().st_mtime_ns
+    second = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "cached features read" in second.stdout and "features written" not in second.stdout
+    assert cache.stat().st_mtime_ns == stamp
+    assert "| spoken_digit | accuracy |" in second.stdout
+    assert _read_csv(out / "results.csv") == [row]  # same features, seeds: the same scores
+
+
+def test_cli_errors_name_the_argument(tmp_path):
+    command = [sys.executable, "-m", "matpac_keras.cli.evaluate", "--task=esc50",
+               f"--output_dir={tmp_path}", f"--model={tmp_path / 'missing.keras'}"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and "--model" in result.stderr
+    assert "missing.keras': no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_options_and_missing_data(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="unknown task 'esc51'"):
+        runner.Options(tasks=("esc51",), output_dir=str(tmp_path), source="logmel_stats")
+    with pytest.raises(ValueError, match="a model file is needed"):
+        runner.Options(tasks=("esc50",), output_dir=str(tmp_path))
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"")
+    with pytest.raises(ValueError, match="model.pt'.*expected a .keras file"):
+        runner.Options(tasks=("esc50",), output_dir=str(tmp_path), model=str(weights))
+    with pytest.raises(ValueError, match="--manual_dir: 1 given for 2 task"):
+        runner.Options(
+            tasks=("esc50", "gtzan"), output_dir=str(tmp_path), model=tiny_model, manual_dirs=("a",)
+        )
+    unprepared = runner.Options(
+        tasks=("gtzan",), output_dir=str(tmp_path), model=tiny_model, data_dir=str(tmp_path)
+    )
+    with pytest.raises(FileNotFoundError, match="matpac_gtzan is not prepared.*pass --manual_dir"):
+        runner.evaluate(unprepared)
+    missing = dataclasses.replace(unprepared, manual_dirs=(str(tmp_path / "nowhere"),))
+    with pytest.raises(FileNotFoundError, match="nowhere' is not a directory"):
+        runner.evaluate(missing)
