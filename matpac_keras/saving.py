@@ -7,7 +7,7 @@ import keras
 # Importing the modules registers their classes for deserialisation.
 from matpac_keras import embedding, pretrainer  # noqa: F401
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.pretrainer import MatpacPretrainer
+from matpac_keras.evaluation import classifier  # noqa: F401
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
@@ -23,10 +23,8 @@ def load_model(path: str | os.PathLike) -> keras.Model:
 
 
 def load_backbone(path: str | os.PathLike) -> MatpacBackbone:
-    """The student encoder of a saved backbone or pretrainer."""
+    """The (student) encoder of a saved backbone, pretrainer or classifier."""
     model = load_model(path)
-    if isinstance(model, MatpacPretrainer):
-        return model.backbone
     if isinstance(model, MatpacBackbone):
         return model
     backbone = getattr(model, "backbone", None)

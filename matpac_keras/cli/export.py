@@ -1,0 +1,83 @@
+"""`matpac-export`: a MATPAC `.keras` model -> a TensorFlow SavedModel serving clip embeddings.
+
+    matpac-export --model matpac.keras --output export/matpac/1
+    matpac-export --model matpac.keras --head probe.keras --layers --output export/matpac/1
+    matpac-export --model classifier.keras --head classifier.keras --crop_frames 608 --output DIR
+
+The SavedModel's `serving_default` signature takes `waveform` (float32 [batch, samples], 16 kHz,
+any length of at least 400 samples) and returns `embedding` [batch, F*D] (and `layers`
+[batch, blocks, F*D] with --layers). With --head, a probe (a Keras model on embeddings
+[batch, F*D]) or a fine-tuned MatpacClassifier, and its labels (`HEAD.labels.json` beside it:
+see matpac_keras/head_labels.py), a `classify` signature returns `probabilities`, `top_labels`
+and `top_probabilities` (the top 5). A MatpacClassifier scores with its own backbone; with
+--crop_frames (its fine-tuning config's crop_frames) as fine-tuning's test did.
+
+The model may come from any backend; this command always runs Keras on TensorFlow: it sets
+KERAS_BACKEND=tensorflow itself before Keras is imported.
+"""
+
+import os
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "A .keras MATPAC model (backbone, pretrainer or classifier).")
+flags.DEFINE_string("output", None, "The SavedModel directory to write (new or empty).")
+flags.DEFINE_string("head", None, "Optional .keras probe on clip embeddings or MatpacClassifier.")
+flags.DEFINE_string(
+    "labels", None, "The head's label file. Default: HEAD.labels.json beside --head."
+)
+flags.DEFINE_enum("mode", "precise", ["precise", "fast"], "Chunking mode (SPEC section 6).")
+flags.DEFINE_bool("layers", False, "Also return every layer's clip embedding (`layers`).")
+flags.DEFINE_integer("crop_frames", None, "MatpacClassifier --head: score crops of this length.")
+flags.DEFINE_bool("overwrite", False, "Allow writing into a non-empty --output directory.")
+flags.mark_flags_as_required(["model", "output"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    output = FLAGS.output
+    if os.path.isdir(output) and os.listdir(output) and not FLAGS.overwrite:
+        raise app.UsageError(f"--output {output!r} is not empty (pass --overwrite to replace)")
+    if not FLAGS.head and (FLAGS.labels or FLAGS.crop_frames is not None):
+        raise app.UsageError("--labels and --crop_frames need --head")
+    from matpac_keras.head_labels import load_head_labels  # before TensorFlow: fails faster
+
+    head = head_labels = None
+    if FLAGS.head:
+        try:
+            head_labels = load_head_labels(FLAGS.labels or FLAGS.head)
+        except (OSError, ValueError) as error:
+            raise app.UsageError(f"--head {FLAGS.head}: {error}") from error
+    from matpac_keras.export import check_head, check_tensorflow_backend, export_saved_model
+    from matpac_keras.saving import load_backbone, load_model
+
+    check_tensorflow_backend()
+    try:
+        backbone = load_backbone(FLAGS.model)
+    except (OSError, ValueError) as error:
+        raise app.UsageError(f"--model: {error}") from error
+    if FLAGS.head:
+        try:
+            head = load_model(FLAGS.head)
+            check_head(head, head_labels, backbone, FLAGS.crop_frames)
+        except (OSError, ValueError) as error:
+            raise app.UsageError(f"--head {FLAGS.head}: {error}") from error
+    signatures = export_saved_model(
+        backbone, output, FLAGS.mode, FLAGS.layers, head, head_labels, FLAGS.crop_frames
+    )
+    logging.info("signatures: %s", signatures)
+    print(f"wrote {output}: signatures {', '.join(signatures)} (mode {FLAGS.mode})")
+
+
+def run():
+    previous = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if previous != "tensorflow":
+        logging.info("KERAS_BACKEND=%s ignored: SavedModel export runs on TensorFlow", previous)
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # read by Keras when it is first imported
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,201 @@
+"""SavedModel export of clip embeddings (and of a classifier): TensorFlow backend only.
+
+The SavedModel computes SPEC section 6's "precise" or "fast" clip embedding of 16 kHz waveforms
+of any length inside the TensorFlow graph, as `EmbeddingExtractor` does in Python:
+
+    serving_default: waveform float32 [batch, samples] -> embedding [batch, F*D]
+                     (+ layers [batch, blocks, F*D] with `layers=True`)
+    classify:        waveform -> probabilities [batch, K], top_labels [batch, k] (strings),
+                     top_probabilities [batch, k], k = min(5, K)   (only with a head)
+
+In the graph: log-mel, zero padding (after normalisation) to a multiple of the patch size
+("precise") or of the chunk length ("fast"), then chunks of `max_frames` frames: all but the
+last are full and are encoded one after the other with `tf.map_fn` (bounded memory for long
+clips), the last one (shorter in "precise") on its own; their per-time-step features are
+concatenated and averaged over time, padded steps included.
+
+The head is a probe (a Keras model on clip embeddings [B, F*D]) or a fine-tuned
+`MatpacClassifier`, whose own backbone then computes the embedding that its Dense head scores;
+with `crop_frames` it scores as fine-tuning's test does (`MatpacClassifier.clip_logits`): the
+"fast" scheme with chunks of `crop_frames` frames.
+
+Written with `keras.export.ExportArchive`, which tracks the variables the endpoints use and
+names the first one `serving_default` for TF Serving. `.keras` files of any backend load here
+(their weights are backend-independent), but this process must run Keras on TensorFlow
+(`KERAS_BACKEND=tensorflow`; the `matpac-export` CLI sets it itself).
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.embedding import MODES, TokenFeatures
+from matpac_keras.evaluation.classifier import MatpacClassifier
+from matpac_keras.frontend import N_FFT, LogMelSpectrogram
+from matpac_keras.head_labels import HeadLabels
+
+TOP_K = 5
+
+
+def check_tensorflow_backend() -> None:
+    """Raises RuntimeError unless Keras runs on TensorFlow (SavedModels need TF graphs)."""
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            f"SavedModel export needs Keras on TensorFlow, but KERAS_BACKEND is "
+            f"{keras.backend.backend()!r}: run matpac-export (which sets it) or set "
+            "KERAS_BACKEND=tensorflow before importing keras"
+        )
+
+
+def clip_embeddings(waveform, frontend, features: TokenFeatures, mode: str, chunk=None):
+    """Graph-mode clip embeddings of waveforms [B, N] per layer, [B, L, F*D] (L = 1 unless
+    `features.all_layers`), as `EmbeddingExtractor` computes them for `mode`, with chunks of
+    `chunk` frames (default: the backbone's `max_frames`)."""
+    backbone = features.backbone
+    chunk, patch = chunk or backbone.max_frames, backbone.patch_size
+    width = backbone.num_freq_patches * backbone.embed_dim
+    n_layers = backbone.depth if features.all_layers else 1
+    check = tf.debugging.assert_greater_equal(
+        tf.shape(waveform)[1],
+        N_FFT,
+        message=f"waveforms must have at least {N_FFT} samples (one STFT frame)",
+    )
+    with tf.control_dependencies([check]):
+        logmel = frontend(tf.identity(waveform))  # [B, mels, T]
+    batch, frames = tf.shape(logmel)[0], tf.shape(logmel)[2]
+    multiple = chunk if mode == "fast" else patch
+    padded = (frames + multiple - 1) // multiple * multiple
+    logmel = tf.pad(logmel, [[0, 0], [0, 0], [0, padded - frames]])
+    n_full = (padded - 1) // chunk  # every chunk but the last, which holds 1 to `chunk` frames
+    split = n_full * chunk
+
+    def encode(spectrogram):  # [B, mels, t * patch] -> [B, L, t, F*D], float32
+        return tf.cast(features(spectrogram), "float32")
+
+    def full_chunks():
+        chunks = tf.reshape(logmel[:, :, :split], [batch, backbone.num_mels, n_full, chunk])
+        encoded = tf.map_fn(
+            encode,
+            tf.transpose(chunks, [2, 0, 1, 3]),
+            fn_output_signature=tf.TensorSpec([None, n_layers, chunk // patch, width]),
+        )  # [n_full, B, L, t, F*D]
+        encoded = tf.transpose(encoded, [1, 2, 0, 3, 4])
+        return tf.reshape(encoded, [batch, n_layers, n_full * (chunk // patch), width])
+
+    def no_full_chunks():
+        return tf.zeros([batch, n_layers, 0, width])
+
+    leading = tf.cond(n_full > 0, full_chunks, no_full_chunks)
+    steps = tf.concat([leading, encode(logmel[:, :, split:])], axis=2)
+    return tf.reduce_mean(steps, axis=2)
+
+
+def export_saved_model(
+    backbone: MatpacBackbone,
+    output_dir: str | os.PathLike,
+    mode: str = "precise",
+    layers: bool = False,
+    head: keras.Model | None = None,
+    head_labels: HeadLabels | None = None,
+    crop_frames: int | None = None,
+) -> list[str]:
+    """Writes a SavedModel of `backbone`'s clip embeddings (and a `classify` signature with
+    `head`, a probe or a MatpacClassifier, and its `head_labels`); returns the signature names.
+    `crop_frames` (MatpacClassifier only): score crops of that many frames."""
+    check_tensorflow_backend()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    if (head is None) != (head_labels is None):
+        raise ValueError("give a head together with its labels, or neither")
+    if head is not None:
+        check_head(head, head_labels, backbone, crop_frames)
+    elif crop_frames is not None:
+        raise ValueError("crop_frames needs a MatpacClassifier head")
+    frontend = LogMelSpectrogram()
+    spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
+    # No `archive.track(...)`: the archive tracks the variables its endpoints use, and tracking
+    # the models would trace their default signature, which needs a static input rank.
+    archive = keras.export.ExportArchive()
+    features = TokenFeatures(backbone, all_layers=layers)
+
+    def embed(waveform):
+        pooled = clip_embeddings(waveform, frontend, features, mode)
+        outputs = {"embedding": pooled[:, -1]}
+        if layers:
+            outputs["layers"] = pooled
+        return outputs
+
+    archive.add_endpoint("serving_default", embed, input_signature=[spec])
+    if head is not None:
+        archive.add_endpoint(
+            "classify",
+            _classify_fn(head, head_labels, features, frontend, mode, crop_frames),
+            input_signature=[spec],
+        )
+    archive.write_out(os.fspath(output_dir), verbose=False)
+    return ["serving_default"] + (["classify"] if head is not None else [])
+
+
+def _classify_fn(head, head_labels, features, frontend, mode, crop_frames):
+    if isinstance(head, MatpacClassifier):
+        features, head = TokenFeatures(head.backbone), head.head
+        mode = "fast" if crop_frames else mode
+    names = tf.constant(head_labels.labels)
+    top_k = min(TOP_K, len(head_labels.labels))
+
+    def classify(waveform):
+        embedding = clip_embeddings(waveform, frontend, features, mode, crop_frames)[:, -1]
+        probabilities = _probabilities(head(embedding), head_labels.activation)
+        top = tf.math.top_k(probabilities, k=top_k)
+        return {
+            "probabilities": probabilities,
+            "top_labels": tf.gather(names, top.indices),
+            "top_probabilities": top.values,
+        }
+
+    return classify
+
+
+def _probabilities(outputs, activation: str):
+    outputs = tf.cast(outputs, "float32")
+    if activation == "softmax":
+        return tf.nn.softmax(outputs, axis=-1)
+    if activation == "sigmoid":
+        return tf.sigmoid(outputs)
+    return outputs
+
+
+def check_head(
+    head: keras.Model,
+    head_labels: HeadLabels,
+    backbone: MatpacBackbone,
+    crop_frames: int | None = None,
+) -> None:
+    """Raises ValueError unless `head` scores `backbone`'s embeddings (a MatpacClassifier: its
+    own) with one output per label, and `crop_frames` suits a MatpacClassifier's backbone."""
+    if isinstance(head, MatpacClassifier):
+        backbone, head = head.backbone, head.head
+        if crop_frames is not None and (
+            not 0 < crop_frames <= backbone.max_frames or crop_frames % backbone.patch_size
+        ):
+            raise ValueError(
+                f"crop_frames must be a multiple of {backbone.patch_size} up to the "
+                f"classifier's max_frames {backbone.max_frames}; got {crop_frames}"
+            )
+    elif crop_frames is not None:
+        raise ValueError(f"crop_frames needs a MatpacClassifier head, not a {type(head).__name__}")
+    width = backbone.num_freq_patches * backbone.embed_dim
+    try:
+        outputs = head(np.zeros((1, width), "float32"))
+    except Exception as error:
+        raise ValueError(
+            f"the head cannot take this backbone's embeddings [batch, {width}]: {error}"
+        ) from error
+    if tuple(outputs.shape) != (1, len(head_labels.labels)):
+        raise ValueError(
+            f"the head maps embeddings [1, {width}] to {tuple(outputs.shape)}, but there are "
+            f"{len(head_labels.labels)} labels: expected (1, {len(head_labels.labels)})"
+        )

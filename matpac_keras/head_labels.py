@@ -1,0 +1,72 @@
+"""Label names of a classification head, kept in a JSON file beside the head's `.keras` file.
+
+A head (a probe or a fine-tuned classifier: a Keras model taking a clip embedding [B, F*D]) is
+saved as `NAME.keras`; its labels go to `NAME.labels.json`:
+
+    {"labels": ["dog", "rain", ...], "activation": "softmax"}
+
+`labels[k]` names output unit k. `activation` says how the head's outputs become probabilities:
+"softmax" (single-label logits), "sigmoid" (multi-label logits) or "none" (the head already
+outputs probabilities). A JSON file rather than the model config, so any Keras model (Sequential,
+functional or subclassed) can be a head, and the labels can be read without loading the model.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+
+ACTIVATIONS = ("softmax", "sigmoid", "none")
+
+
+@dataclass(frozen=True)
+class HeadLabels:
+    """The label names of a head's output units and the activation that gives probabilities."""
+
+    labels: tuple[str, ...]
+    activation: str
+
+
+def labels_path(head_path: str | os.PathLike) -> str:
+    """`dir/probe.keras` -> `dir/probe.labels.json`."""
+    head_path = os.fspath(head_path)
+    return head_path.removesuffix(".keras") + ".labels.json"
+
+
+def _validate(labels, activation, where: str) -> HeadLabels:
+    if not isinstance(labels, list | tuple) or not labels:
+        raise ValueError(f"{where}: 'labels' must be a non-empty list of strings")
+    if not all(isinstance(label, str) and label for label in labels):
+        raise ValueError(f"{where}: every label must be a non-empty string")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{where}: labels must be unique")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{where}: 'activation' must be one of {ACTIVATIONS}; got {activation!r}")
+    return HeadLabels(tuple(labels), activation)
+
+
+def save_head_labels(head_path: str | os.PathLike, labels: list[str], activation: str) -> str:
+    """Writes the labels of the head saved at `head_path`; returns the JSON file's path."""
+    path = labels_path(head_path)
+    _validate(labels, activation, path)
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump({"labels": list(labels), "activation": activation}, file, indent=1)
+    return path
+
+
+def load_head_labels(path: str | os.PathLike) -> HeadLabels:
+    """Reads a `.labels.json` file, or the one beside the head `.keras` file given."""
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        path = labels_path(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no label file at {path!r}: write it with matpac_keras.head_labels.save_head_labels"
+        )
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(content, dict) or set(content) != {"labels", "activation"}:
+        raise ValueError(f"{path}: expected an object with the keys 'labels' and 'activation'")
+    return _validate(content["labels"], content["activation"], path)

@@ -1,0 +1,313 @@
+"""`matpac-export`: a SavedModel loaded by a TensorFlow-only process gives `matpac-embed`'s output.
+
+The models are made and saved under PyTorch and `matpac-embed` runs under JAX (each in its own
+process: `python -m tests.export_test DIR` makes the models and audio); the CLI exports them
+under TensorFlow; a process that imports TensorFlow and NumPy only serves them, and so does
+`saved_model_cli`. TF Serving itself cannot be installed here and is not run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.head_labels import load_head_labels, save_head_labels
+
+pytestmark = [pytest.mark.single_backend, pytest.mark.slow]
+on_tensorflow = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="exports in this process: TensorFlow only"
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LABELS = [f"class_{i}" for i in range(7)]
+TINY = dict(embed_dim=32, depth=2, num_heads=2, max_frames=128)
+# 0.5 s: one short chunk (48 frames); 1.3 s: exactly one full chunk (128 frames); 4.1 s: 408
+# frames, i.e. three full chunks and a short one of 32 frames (precise) or four full ones (fast).
+LENGTHS = (8000, 20800, 65600)
+CLIPS = 3  # per length; the SavedModel sees batches of the first 1 and of all 3
+CROP_FRAMES = 64
+
+# Run in its own process: TensorFlow and NumPy only; importing matpac_keras is made to fail.
+TF_ONLY_SCRIPT = """
+import json, sys
+
+
+class BlockMatpac:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "matpac_keras":
+            raise ImportError("this process must not use matpac_keras")
+
+
+sys.meta_path.insert(0, BlockMatpac())
+import numpy as np
+import tensorflow as tf
+
+saved_model, inputs, output = sys.argv[1:]
+model = tf.saved_model.load(saved_model)
+results = {}
+with np.load(inputs) as waveforms:
+    for name in waveforms.files:
+        for batch in (1, 3):
+            for signature, function in model.signatures.items():
+                outputs = function(waveform=tf.constant(waveforms[name][:batch]))
+                for key, value in outputs.items():
+                    value = value.numpy()  # strings come back as bytes objects: store unicode
+                    value = value.astype(str) if value.dtype == object else value
+                    results[f"{signature}/{name}/{batch}/{key}"] = value
+np.savez(output, **results)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "matpac_keras")
+print(json.dumps({"signatures": sorted(model.signatures), "loaded": loaded}))
+"""
+
+
+def make_models(folder: str) -> None:
+    """Saves a backbone, a probe, a fine-tuned-style classifier (with label files), and clips
+    as `clips/n{length}_{i}.wav` and `waveforms.npz` (`n{length}`: [CLIPS, length])."""
+    import soundfile
+
+    from matpac_keras.evaluation.classifier import MatpacClassifier
+
+    keras.utils.set_random_seed(1)
+    backbone = MatpacBackbone(**TINY)
+    backbone.build(None)
+    backbone.save(os.path.join(folder, "model.keras"))
+    probe = keras.Sequential([keras.Input((5 * 32,)), keras.layers.Dense(len(LABELS))])
+    classifier = MatpacClassifier(MatpacBackbone(**TINY), num_classes=len(LABELS), dropout=0.5)
+    classifier.build(None)
+    for name, head in (("head", probe), ("classifier", classifier)):
+        head.save(os.path.join(folder, f"{name}.keras"))
+        save_head_labels(os.path.join(folder, f"{name}.keras"), LABELS, "softmax")
+    rng = np.random.default_rng(0)
+    waveforms = {f"n{n}": rng.uniform(-0.5, 0.5, (CLIPS, n)).astype("float32") for n in LENGTHS}
+    os.makedirs(os.path.join(folder, "clips"))
+    for name, clips in waveforms.items():
+        for i, clip in enumerate(clips):
+            path = os.path.join(folder, "clips", f"{name}_{i}.wav")
+            soundfile.write(path, clip, 16000, subtype="FLOAT")
+    np.savez(os.path.join(folder, "waveforms.npz"), **waveforms)
+
+
+def _run(*command: str, ok: bool = True, **env: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+    )
+    assert (result.returncode == 0) == ok, result.stderr[-3000:]
+    return result
+
+
+def _export(*flags: str, ok: bool = True) -> subprocess.CompletedProcess:
+    return _run(sys.executable, "-m", "matpac_keras.cli.export", *flags, ok=ok)
+
+
+def _saved_model_cli(*args: str) -> subprocess.CompletedProcess:
+    return _run(sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", *args)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Models and clips saved under PyTorch, and their `matpac-embed` embeddings under JAX."""
+    folder = tmp_path_factory.mktemp("export")
+    _run(sys.executable, "-m", "tests.export_test", str(folder), KERAS_BACKEND="torch")
+    clips = sorted(str(path) for path in (folder / "clips").iterdir())
+    embed = ("-m", "matpac_keras.cli.embed", f"--model={folder / 'model.keras'}", "--layers")
+    _run(sys.executable, *embed, f"--output={folder / 'embed.npz'}", *clips, KERAS_BACKEND="jax")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def waveforms(folder):
+    with np.load(folder / "waveforms.npz") as arrays:
+        return dict(arrays)
+
+
+@pytest.fixture(scope="module")
+def embedded(folder):
+    """`matpac-embed`'s embeddings [CLIPS, ...] and layers per length, by `n{length}`."""
+    with np.load(folder / "embed.npz") as out:
+        names = [os.path.basename(path).split("_")[0] for path in out["files"]]
+        rows = {name: [i for i, n in enumerate(names) if n == name] for name in set(names)}
+        return {name: (out["embeddings"][r], out["layers"][r]) for name, r in rows.items()}
+
+
+@pytest.fixture(scope="module")
+def served(folder):
+    """The precise SavedModel with layers and the probe, run by the TensorFlow-only process."""
+    out = folder / "saved_model"
+    _export(
+        f"--model={folder / 'model.keras'}",
+        f"--output={out}",
+        "--layers",
+        "--head",
+        str(folder / "head.keras"),
+    )
+    results = folder / "served.npz"
+    run = _run(
+        sys.executable, "-c", TF_ONLY_SCRIPT, str(out), str(folder / "waveforms.npz"), str(results)
+    )
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    with np.load(results) as arrays:
+        return out, report, dict(arrays)
+
+
+def test_served_embeddings_equal_matpac_embed(waveforms, embedded, served):
+    _, report, outputs = served
+    assert report == {"signatures": ["classify", "serving_default"], "loaded": []}
+    for name in waveforms:
+        embedding, layers = embedded[name]
+        assert embedding.shape == (CLIPS, 160) and layers.shape == (CLIPS, 2, 160)
+        for batch in (1, 3):
+            got = outputs[f"serving_default/{name}/{batch}/embedding"]
+            assert got.shape == (batch, 160)
+            np.testing.assert_allclose(got, embedding[:batch], atol=1e-4, err_msg=name)
+            got = outputs[f"serving_default/{name}/{batch}/layers"]
+            np.testing.assert_allclose(got, layers[:batch], atol=1e-4, err_msg=name)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _check_classify(outputs: dict, prefix: str, expected: np.ndarray) -> None:
+    np.testing.assert_allclose(outputs[f"{prefix}/probabilities"], expected, atol=1e-5)
+    order = np.argsort(-expected, axis=1)[:, :5]
+    np.testing.assert_array_equal(outputs[f"{prefix}/top_labels"], np.array(LABELS)[order])
+    np.testing.assert_allclose(
+        outputs[f"{prefix}/top_probabilities"], np.take_along_axis(expected, order, 1), atol=1e-5
+    )
+
+
+def test_classify_signature(folder, waveforms, embedded, served):
+    from matpac_keras.saving import load_model
+
+    head = load_model(folder / "head.keras")
+    for name in waveforms:
+        expected = _softmax(keras.ops.convert_to_numpy(head(embedded[name][0])))
+        for batch in (1, 3):
+            _check_classify(served[2], f"classify/{name}/{batch}", expected[:batch])
+
+
+def test_saved_model_cli_shows_and_runs(waveforms, embedded, served, tmp_path):
+    out = str(served[0])
+    shown = _saved_model_cli("show", "--all", "--dir", out).stdout
+    for expected in (
+        "signature_def['serving_default']:",
+        "signature_def['classify']:",
+        "inputs['waveform'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, -1)",
+        "outputs['embedding'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 160)",
+        "outputs['layers'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 2, 160)",
+        "outputs['top_labels'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1, 5)",
+        "outputs['probabilities'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 7)",
+    ):
+        assert expected in shown, expected
+    # TF 2.21's saved_model_cli takes only literals in --input_exprs: the input goes in a file.
+    np.save(tmp_path / "waveform.npy", waveforms["n8000"])
+    _saved_model_cli(
+        "run",
+        *("--dir", out, "--tag_set", "serve", "--signature_def", "serving_default"),
+        *("--inputs", f"waveform={tmp_path / 'waveform.npy'}", "--outdir", str(tmp_path)),
+    )
+    embedding, layers = embedded["n8000"]
+    np.testing.assert_allclose(np.load(tmp_path / "embedding.npy"), embedding, atol=1e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "layers.npy"), layers, atol=1e-4)
+
+
+@on_tensorflow
+def test_fast_mode_and_fine_tuned_classifier_crops(folder, waveforms, tmp_path):
+    import tensorflow as tf
+
+    from matpac_keras.embedding import EmbeddingExtractor
+    from matpac_keras.export import export_saved_model
+    from matpac_keras.saving import load_backbone, load_model
+
+    backbone = load_backbone(folder / "model.keras")
+    classifier = load_model(folder / "classifier.keras")
+    labels = load_head_labels(folder / "classifier.keras")
+    signatures = export_saved_model(
+        backbone, tmp_path, "fast", head=classifier, head_labels=labels, crop_frames=CROP_FRAMES
+    )
+    assert signatures == ["serving_default", "classify"]
+    model = tf.saved_model.load(str(tmp_path))
+    fast, precise = (EmbeddingExtractor(backbone, mode=mode) for mode in ("fast", "precise"))
+    for name, waves in waveforms.items():
+        expected = fast.embed_waveforms(waves).embedding
+        got = model.signatures["serving_default"](waveform=tf.constant(waves))["embedding"]
+        np.testing.assert_allclose(got.numpy(), expected, atol=1e-4, err_msg=name)
+        if name != "n20800":  # one full chunk of 128 frames: the same in both modes
+            assert np.abs(expected - precise.embed_waveforms(waves).embedding).max() > 1e-3
+        outputs = model.signatures["classify"](waveform=tf.constant(waves))
+        outputs = {f"c/{key}": value.numpy() for key, value in outputs.items()}
+        outputs["c/top_labels"] = outputs["c/top_labels"].astype(str)
+        crops = _softmax(classifier.clip_logits(list(waves), crop_frames=CROP_FRAMES))
+        _check_classify(outputs, "c", crops)
+        whole = _softmax(classifier.clip_logits(list(waves)))  # no crops: differs
+        assert np.abs(whole - crops).max() > 1e-4, name
+
+
+@on_tensorflow
+def test_bad_heads_are_refused(folder):
+    from matpac_keras.export import check_head
+    from matpac_keras.head_labels import HeadLabels
+    from matpac_keras.saving import load_backbone, load_model
+
+    backbone, probe = load_backbone(folder / "model.keras"), load_model(folder / "head.keras")
+    classifier = load_model(folder / "classifier.keras")
+    labels = HeadLabels(tuple(LABELS), "softmax")
+    with pytest.raises(ValueError, match="but there are 2 labels"):
+        check_head(probe, HeadLabels(("a", "b"), "sigmoid"), backbone)
+    wide = MatpacBackbone(embed_dim=48, depth=1, num_heads=2)
+    with pytest.raises(ValueError, match=r"cannot take this backbone's embeddings \[batch, 240\]"):
+        check_head(probe, labels, wide)
+    with pytest.raises(ValueError, match="crop_frames needs a MatpacClassifier head"):
+        check_head(probe, labels, backbone, crop_frames=64)
+    with pytest.raises(ValueError, match="a multiple of 16 up to the classifier's max_frames 128"):
+        check_head(classifier, labels, wide, crop_frames=40)
+    check_head(classifier, labels, wide, crop_frames=128)  # its own backbone, not `wide`
+
+
+def test_cli_names_bad_arguments(folder, tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "file").write_text("x")
+    failed = _export(f"--model={folder / 'model.keras'}", f"--output={busy}", ok=False)
+    assert "--output" in failed.stderr and "is not empty" in failed.stderr
+    failed = _export(
+        f"--model={folder / 'model.keras'}",
+        f"--output={tmp_path / 'o'}",
+        "--crop_frames=64",
+        ok=False,
+    )
+    assert "--labels and --crop_frames need --head" in failed.stderr
+    unlabelled = tmp_path / "unlabelled.keras"
+    failed = _export(
+        f"--model={folder / 'model.keras'}",
+        f"--output={tmp_path / 'o'}",
+        f"--head={unlabelled}",
+        ok=False,
+    )
+    assert f"--head {unlabelled}: no label file at" in failed.stderr
+    narrow = tmp_path / "narrow.keras"
+    keras.Sequential([keras.Input((240,)), keras.layers.Dense(len(LABELS))]).save(narrow)
+    save_head_labels(narrow, LABELS, "softmax")
+    failed = _export(
+        f"--model={folder / 'model.keras'}",
+        f"--output={tmp_path / 'o'}",
+        f"--head={narrow}",
+        ok=False,
+    )
+    assert f"--head {narrow}: the head cannot take this backbone's embeddings" in failed.stderr
+    assert not (tmp_path / "o").exists()
+
+
+if __name__ == "__main__":
+    make_models(sys.argv[1])
