@@ -32,10 +32,20 @@ SLOW_TESTS = {
     "tests/embedding_test.py": "11 s",
     "tests/distribute_tf_test.py": "90 s",
     "tests/pretrainer_train_step_test.py": "50 s",
+    "tests/pretrainer_mixed_precision_test.py": "60 s",
+    "tests/cli_train_test.py": "65 s",
+    "tests/saving_test.py": "45 s",
+    "tests/evaluation/evaluate_cli_test.py": "90 s",
+    "tests/evaluation/finetune_cli_test.py": "30 s",
+    "tests/evaluation/classifier_test.py": "20 s",
+    "tests/evaluation/features_test.py": "20 s",
 }
 # Deps that imports do not show: modules a test runs in a subprocess (`python -m ...`).
 EXTRA_DEPS = {
     "tests/cli_convert_embed_test.py": ("matpac_keras/cli/convert.py", "matpac_keras/cli/embed.py"),
+    "tests/cli_train_test.py": ("matpac_keras/cli/train.py",),
+    "tests/evaluation/evaluate_cli_test.py": ("matpac_keras/cli/evaluate.py",),
+    "tests/evaluation/finetune_cli_test.py": ("matpac_keras/cli/finetune.py",),
 }
 # build_file_test reads the source tree itself (not its runfiles): never cached, so always run.
 EXTRA_DATA = {"tests/build_file_test.py": ("BUILD", "tools/update_build.py")}
