@@ -8,9 +8,12 @@ state_dict. Encoder-only files give a MatpacBackbone; full training files a Matp
 """
 
 import os
+import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
+
+from matpac_keras.cli.entry import run_app
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Official checkpoint: a .pt file (or .npz of its tensors).")
@@ -66,7 +69,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(sys.modules[__name__], main)
 
 
 if __name__ == "__main__":

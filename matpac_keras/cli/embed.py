@@ -9,9 +9,12 @@ the longest clip, and `num_frames` [N]), `layers` [N, L, ...] with --layers, and
 """
 
 import os
+import sys
 
 import numpy as np
 from absl import app, flags, logging
+
+from matpac_keras.cli.entry import run_app
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A .keras MATPAC model (backbone or pretrainer).")
@@ -100,7 +103,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(sys.modules[__name__], main)
 
 
 if __name__ == "__main__":

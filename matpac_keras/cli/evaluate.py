@@ -18,9 +18,11 @@ TFDS datasets are prepared on first use from --manual_dir (TensorFlow and TFDS r
 
 import dataclasses
 import os
+import sys
 
 from absl import app, flags
 
+from matpac_keras.cli.entry import run_app
 from matpac_keras.evaluation.features import INPUT_LENGTHS, SOURCES
 from matpac_keras.evaluation.probe import INITS, PRESETS, SELECT_BY
 from matpac_keras.evaluation.statistics import METHODS
@@ -160,7 +162,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(sys.modules[__name__], main)
 
 
 if __name__ == "__main__":

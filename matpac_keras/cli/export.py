@@ -17,8 +17,11 @@ KERAS_BACKEND=tensorflow itself before Keras is imported.
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
+
+from matpac_keras.cli.entry import run_app
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A .keras MATPAC model (backbone, pretrainer or classifier).")
@@ -76,7 +79,7 @@ def run():
     if previous != "tensorflow":
         logging.info("KERAS_BACKEND=%s ignored: SavedModel export runs on TensorFlow", previous)
     os.environ["KERAS_BACKEND"] = "tensorflow"  # read by Keras when it is first imported
-    app.run(main)
+    run_app(sys.modules[__name__], main)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,12 @@ The config is an ml_collections file (`get_config(variant)`); any field is overr
 into the workdir (classifier.keras, history.csv, results.json).
 """
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
+
+from matpac_keras.cli.entry import run_app
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
@@ -38,7 +42,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(sys.modules[__name__], main)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from difflib import get_close_matches
 from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 
+from matpac_keras.cli.entry import run_app
+
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -111,10 +113,7 @@ def run():
     # The demo's probe fits many small NumPy problems: OpenBLAS threads competing with the
     # backend's for the cores made it ~10x slower on a 2-core machine. Set before NumPy loads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    sys.modules["__main__"].__doc__ = __doc__
-    for name in ("config", "workdir"):
-        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
-    app.run(main, flags_parser=_parse_flags)
+    run_app(sys.modules[__name__], main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":
