@@ -64,7 +64,7 @@ def write_files(folder: str, count: int, seconds: float) -> list[str]:
 
 def build_tfds(folder: str):
     """The files as a prepared matpac_audio_folder dataset under `folder`/tfds."""
-    from datasets.audio_folder import audio_folder_dataset_builder as audio_folder
+    from matpac_datasets.audio_folder import audio_folder_dataset_builder as audio_folder
 
     config = audio_folder.AudioFolderConfig(name="bench", folder=os.path.join(folder, "audio"))
     builder = audio_folder.Builder(config=config, data_dir=os.path.join(folder, "tfds"))

@@ -13,12 +13,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from matpac_keras.errors import InputError
+
 SAMPLE_RATE = 16000
 
 _DECODE_ERRORS = (sf.SoundFileError, RuntimeError, TypeError)
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """A file that cannot be turned into valid audio; message names the file."""
 
 

@@ -2,7 +2,7 @@
 
 A source is a folder (searched recursively for audio files), a sequence of audio file paths, a
 TFDS builder (prepared; read with a `split`) or a `tf.data.Dataset` of TFDS-style example dicts
-whose "audio" is a 1-D waveform (int16, as every `datasets/` builder stores it, or float).
+whose "audio" is a 1-D waveform (int16, as every `matpac_datasets/` builder stores it, or float).
 Files are decoded by `matpac_keras.audio.load_audio` (the embedding code's decoder) inside
 `tf.numpy_function`; TFDS examples are already 16 kHz mono.
 """

@@ -1,7 +1,7 @@
 """Downstream tasks as data: which TFDS dataset, labels, splits or folds, and metric.
 
-One row per task (SPEC section 7; datasets/README.md). The TFDS builders live in the
-repository's `datasets/<builder>/` folders and register `matpac_<builder>`.
+One row per task (SPEC section 7; matpac_datasets/README.md). The TFDS builders live in the
+`matpac_datasets/<builder>/` packages and register `matpac_<builder>`.
 
 - `folds`: leave-one-fold-out tasks (ESC-50, UrbanSound8K); a run's score is the mean over
   folds. Otherwise `train` / `valid` / `test` name the official splits.
@@ -24,7 +24,7 @@ METRICS = ("accuracy", "map")
 class Task:
     """One downstream task.
 
-    name: our short name (e.g. "esc50"). builder: the `datasets/` folder.
+    name: our short name (e.g. "esc50"). builder: the `matpac_datasets/` package.
     builder_config: TFDS BuilderConfig name, or None.
     label_key: "label" (a ClassLabel) or "labels" (a multi-hot vector).
     mask_key: feature telling which labels are annotated (OpenMIC), or None.

@@ -1,20 +1,17 @@
 """A task's clips and labels from its TFDS dataset (TensorFlow-only: TFDS reads the data).
 
-The builders are the repository's `datasets/` package. When it is not importable (a console
-script started outside the repository), the folder beside the installed `matpac_keras`
-(an editable install) is put on `sys.path`.
+The builders are the `matpac_datasets` package, installed with `matpac_keras`.
 """
 
 import dataclasses
-import importlib
 import os
 import pathlib
-import sys
 from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+import matpac_datasets
 from matpac_keras.evaluation.tasks import Task
 
 
@@ -27,25 +24,11 @@ class ClipBatch:
     mask: np.ndarray | None  # bool [B, C] or None
 
 
-def _datasets_package():
-    try:
-        return importlib.import_module("datasets")
-    except ModuleNotFoundError:
-        root = pathlib.Path(__file__).resolve().parents[2]
-        if not (root / "datasets" / "__init__.py").is_file():
-            raise ModuleNotFoundError(
-                "the TFDS builders (the repository's datasets/ package) are not importable: "
-                "run from the repository root or add it to PYTHONPATH"
-            ) from None
-        sys.path.insert(0, os.fspath(root))
-        return importlib.import_module("datasets")
-
-
 def prepared_builder(
     task: Task, data_dir: str | None = None, manual_dir: str | None = None
 ) -> tfds.core.DatasetBuilder:
     """The task's builder, prepared in `data_dir` (from `manual_dir` if not there yet)."""
-    builder_cls = _datasets_package().builder_class(task.builder)
+    builder_cls = matpac_datasets.builder_class(task.builder)
     kwargs = {"config": task.builder_config} if task.builder_config else {}
     builder = builder_cls(data_dir=data_dir, **kwargs)
     if not builder.is_prepared():

@@ -50,7 +50,7 @@ def test_every_builder_dummy_data(task, tiny_model, tmp_path):
         output_dir=str(tmp_path / "out"),
         model=tiny_model,
         data_dir=str(tmp_path / "tfds"),
-        manual_dirs=(str(ROOT / "datasets" / TASKS[task].builder / "dummy_data"),),
+        manual_dirs=(str(ROOT / "matpac_datasets" / TASKS[task].builder / "dummy_data"),),
         probe=ProbeConfig(max_epochs=2),
         runs=RunConfig(runs=1),
     )
@@ -73,7 +73,7 @@ def test_evar_options_with_log_mel_statistics(tmp_path):
         source="logmel_stats",
         input_length="evar",
         data_dir=str(tmp_path / "tfds"),
-        manual_dirs=(str(ROOT / "datasets/gtzan/dummy_data"),),
+        manual_dirs=(str(ROOT / "matpac_datasets/gtzan/dummy_data"),),
         probe=dataclasses.replace(PRESETS["evar"], max_epochs=2),
         runs=runner.RUN_PRESETS["evar"],
         protocol="evar",

@@ -63,7 +63,7 @@ def test_fold_task_holds_out_the_test_fold(tmp_path):
     config.task = "esc50"
     config.fold = "fold2"
     config.epochs = 1
-    config.manual_dir = str(ROOT / "datasets/esc50/dummy_data")
+    config.manual_dir = str(ROOT / "matpac_datasets/esc50/dummy_data")
     config.data_dir = str(tmp_path / "tfds")
     results = finetune.finetune(config, str(tmp_path / "run"), log=lambda message: None)
     # dummy ESC-50: fold1 2 clips, folds 2-5 one each -> test 1, train + valid 5

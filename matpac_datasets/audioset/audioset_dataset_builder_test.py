@@ -1,0 +1,45 @@
+"""Tests of the AudioSet builder on dummy_data/ (segment CSVs, id-named clips, short clips)."""
+
+import pytest
+import tensorflow_datasets as tfds
+
+from matpac_datasets import builder_testing
+from matpac_datasets.audioset import audioset_dataset_builder as audioset
+
+pytestmark = pytest.mark.single_backend  # TensorFlow-only: run once, not per Keras backend
+
+
+class AudiosetTest(tfds.testing.DatasetBuilderTestCase):
+    DATASET_CLASS = audioset.Builder
+    SPLITS = {"balanced_train": 2, "eval": 1}  # no unbalanced_train_segments.csv in dummy_data
+
+    def test_matching_labels_and_counts(self):
+        # Strict mode: absent clips are normal for AudioSet and short clips a policy, not errors.
+        builder = builder_testing.prepare(
+            self.DATASET_CLASS, self.dummy_data, self.tmp_dir, skip_bad_files=False
+        )
+        train = builder_testing.examples(builder, "balanced_train", key="ytid")
+        self.assertEqual(set(train), {"--PJHxphWEs", "-0Bb2bxG4eU"})
+        self.assertEqual(
+            [m.decode() for m in train["--PJHxphWEs"]["labels"]], ["/m/09x0r", "/t/dd00088"]
+        )
+        self.assertEqual(train["--PJHxphWEs"]["start_seconds"], 30.0)
+        self.assertEqual(
+            train["-0Bb2bxG4eU"]["filename"], b"audio/balanced/Y-0Bb2bxG4eU_0.000.flac"
+        )
+        for ex in train.values():
+            builder_testing.assert_audio_matches(
+                ex["audio"], self.dummy_data / ex["filename"].decode(), atol=0.02
+            )
+        self.assertEqual(
+            builder.info.metadata["skipped"],
+            {"balanced_train": {"too_short": 1, "missing": 1}, "eval": {}},
+        )
+        self.assertEqual(builder.info.metadata["unlisted_files"], 1)
+        short = [s for s in builder.skipped if s.reason == "too_short"]
+        self.assertEqual([s.key for s in short], ["-0SdAVK79lg"])
+
+    def test_ytid_candidates(self):
+        self.assertIn("-0Bb2bxG4eU", audioset.ytid_candidates("Y-0Bb2bxG4eU_0.000"))
+        self.assertIn("--PJHxphWEs", audioset.ytid_candidates("--PJHxphWEs_30000_40000"))
+        self.assertEqual(audioset.ytid_candidates("abc")[0], "abc")
