@@ -1,7 +1,9 @@
 """Regenerates the top-level Bazel BUILD file from the Python files on disk.
 
-One `py_library` per module under matpac_keras/ and per helper under tests/ (conftest.py,
-shared references), with deps read from its imports; one `py_test` per tests/**/*_test.py, run
+One `py_library` per module under matpac_keras/ and matpac_datasets/ and per helper under tests/
+(conftest.py, shared references), with deps read from its imports (a builder's library carries
+the non-Python files of its folder, e.g. split lists, as data); one `py_test` per
+tests/**/*_test.py and matpac_datasets/**/*_test.py (with the builder's dummy_data/), run
 through tests/pytest_runner.py, depending on every library it imports and on the conftest.py
 files pytest loads for it. Re-run after adding, moving or changing the imports of modules:
 
@@ -19,8 +21,11 @@ import pathlib
 import sys
 
 LIBRARY_ROOT = "matpac_keras"
+DATASETS_ROOT = "matpac_datasets"
 TEST_ROOT = "tests"
-ROOTS = (LIBRARY_ROOT, TEST_ROOT)
+ROOTS = (LIBRARY_ROOT, DATASETS_ROOT, TEST_ROOT)
+TEST_FOLDERS = (TEST_ROOT, DATASETS_ROOT)
+DUMMY_DATA = "dummy_data"
 RUNNER = "tests/pytest_runner.py"
 # pyproject.toml holds the pytest configuration (markers, warning filters) tools/test.sh uses.
 TEST_DATA = ("pyproject.toml",)
@@ -40,6 +45,12 @@ SLOW_TESTS = {
     "tests/evaluation/classifier_test.py": "20 s",
     "tests/evaluation/features_test.py": "20 s",
 }
+# The builder tests (~20 s each under Bazel) all run under pytest; Bazel's fast set keeps these
+# two (the shared library and the builder pretraining tests use), the others run when named.
+FAST_BUILDER_TESTS = (
+    "matpac_datasets/audio_builder_lib_test.py",
+    "matpac_datasets/spoken_digit/spoken_digit_dataset_builder_test.py",
+)
 # Deps that imports do not show: modules a test runs in a subprocess (`python -m ...`).
 EXTRA_DEPS = {
     "tests/cli_convert_embed_test.py": ("matpac_keras/cli/convert.py", "matpac_keras/cli/embed.py"),
@@ -47,6 +58,12 @@ EXTRA_DEPS = {
     "tests/evaluation/evaluate_cli_test.py": ("matpac_keras/cli/evaluate.py",),
     "tests/evaluation/finetune_cli_test.py": ("matpac_keras/cli/finetune.py",),
 }
+# Files that load builders by name (`matpac_datasets.builder_class`, an importlib call that
+# imports do not show) depend on every builder module.
+BUILDER_USERS = (
+    "matpac_keras/evaluation/tfds_source.py",
+    "matpac_datasets/audio_builder_lib_test.py",
+)
 # build_file_test reads the source tree itself (not its runfiles): never cached, so always run.
 EXTRA_DATA = {"tests/build_file_test.py": ("BUILD", "tools/update_build.py")}
 EXTRA_TAGS = {"tests/build_file_test.py": ("external",)}
@@ -75,7 +92,24 @@ class Target:
 
 def is_test(path: str) -> bool:
     """Whether a repo-relative path is a pytest file that gets its own py_test."""
-    return path.startswith(f"{TEST_ROOT}/") and path.endswith("_test.py")
+    return path.startswith(tuple(f"{top}/" for top in TEST_FOLDERS)) and path.endswith("_test.py")
+
+
+def folder_data(root: pathlib.Path, path: str, dummy: bool) -> list[str]:
+    """Non-Python files of a builder's folder (matpac_datasets/<name>/): `dummy` selects its
+    dummy_data/ tree (a test's data), else the rest (split lists, citations: the library's)."""
+    parts = path.split("/")
+    if parts[0] != DATASETS_ROOT or len(parts) < 3:
+        return []
+    folder = root / "/".join(parts[:2])
+    found = []
+    for file in folder.rglob("*"):
+        relative = file.relative_to(folder).as_posix()
+        if not file.is_file() or file.suffix in (".py", ".pyc") or "__pycache__" in relative:
+            continue
+        if relative.startswith(f"{DUMMY_DATA}/") == dummy:
+            found.append(file.relative_to(root).as_posix())
+    return sorted(found)
 
 
 def library_name(path: str) -> str:
@@ -184,6 +218,12 @@ def collect_targets(root: pathlib.Path) -> list[Target]:
     if tests and not (root / RUNNER).is_file():
         raise SystemExit(f"update_build: {RUNNER} is missing; the py_tests need it")
     label = {path: ":" + library_name(path) for path in libraries}
+    builders = {
+        p for p in libraries if p.startswith(f"{DATASETS_ROOT}/") and p.endswith("_builder.py")
+    }
+
+    def dynamic(path: str) -> set[str]:
+        return builders if path in BUILDER_USERS else set()
 
     def deps_of(path: str, extra: set[str]) -> set[str]:
         wanted = imported_files(root, path) | extra
@@ -196,11 +236,19 @@ def collect_targets(root: pathlib.Path) -> list[Target]:
         return {label[dep] for dep in wanted if dep in label}
 
     targets = [
-        Target("py_library", library_name(path), [path], deps_of(path, set())) for path in libraries
+        Target(
+            "py_library",
+            library_name(path),
+            [path],
+            deps_of(path, dynamic(path)),
+            data=folder_data(root, path, dummy=False),
+        )
+        for path in libraries
     ]
     for path in tests:
         slow = path in SLOW_TESTS or _is_marked_slow(root, path)
-        extra = conftests(root, path) | set(EXTRA_DEPS.get(path, ()))
+        slow |= path.startswith(f"{DATASETS_ROOT}/") and path not in FAST_BUILDER_TESTS
+        extra = conftests(root, path) | set(EXTRA_DEPS.get(path, ())) | dynamic(path)
         extra_tags = set(EXTRA_TAGS.get(path, ()))
         targets.append(
             Target(
@@ -210,7 +258,11 @@ def collect_targets(root: pathlib.Path) -> list[Target]:
                 deps_of(path, extra),
                 main=RUNNER,
                 args=[path],
-                data=sorted(set(TEST_DATA) | set(EXTRA_DATA.get(path, ()))),
+                data=sorted(
+                    set(TEST_DATA)
+                    | set(EXTRA_DATA.get(path, ()))
+                    | set(folder_data(root, path, dummy=True))
+                ),
                 size="large" if slow else None,
                 tags=sorted(({"manual", "slow"} if slow else {"fast"}) | extra_tags),
             )
