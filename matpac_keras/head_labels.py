@@ -15,6 +15,9 @@ import json
 import os
 from dataclasses import dataclass
 
+from matpac_keras.errors import InputError
+from matpac_keras.outputs import atomic_output
+
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 
@@ -34,22 +37,29 @@ def labels_path(head_path: str | os.PathLike) -> str:
 
 def _validate(labels, activation, where: str) -> HeadLabels:
     if not isinstance(labels, list | tuple) or not labels:
-        raise ValueError(f"{where}: 'labels' must be a non-empty list of strings")
+        raise InputError(f"{where}: 'labels' must be a non-empty list of strings")
     if not all(isinstance(label, str) and label for label in labels):
-        raise ValueError(f"{where}: every label must be a non-empty string")
+        raise InputError(f"{where}: every label must be a non-empty string")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"{where}: labels must be unique")
+        raise InputError(f"{where}: labels must be unique")
     if activation not in ACTIVATIONS:
-        raise ValueError(f"{where}: 'activation' must be one of {ACTIVATIONS}; got {activation!r}")
+        raise InputError(f"{where}: 'activation' must be one of {ACTIVATIONS}; got {activation!r}")
     return HeadLabels(tuple(labels), activation)
 
 
-def save_head_labels(head_path: str | os.PathLike, labels: list[str], activation: str) -> str:
-    """Writes the labels of the head saved at `head_path`; returns the JSON file's path."""
+def save_head_labels(
+    head_path: str | os.PathLike, labels: list[str], activation: str, overwrite: bool = True
+) -> str:
+    """Writes the labels of the head saved at `head_path`; returns the JSON file's path.
+
+    Written atomically (matpac_keras.outputs): a failed or killed write leaves the old file or
+    none. With `overwrite=False` an existing label file is refused (OutputError).
+    """
     path = labels_path(head_path)
     _validate(labels, activation, path)
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump({"labels": list(labels), "activation": activation}, file, indent=1)
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump({"labels": list(labels), "activation": activation}, file, indent=1)
     return path
 
 
@@ -66,7 +76,7 @@ def load_head_labels(path: str | os.PathLike) -> HeadLabels:
         with open(path, encoding="utf-8") as file:
             content = json.load(file)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+        raise InputError(f"{path}: not valid JSON ({error})") from error
     if not isinstance(content, dict) or set(content) != {"labels", "activation"}:
-        raise ValueError(f"{path}: expected an object with the keys 'labels' and 'activation'")
+        raise InputError(f"{path}: expected an object with the keys 'labels' and 'activation'")
     return _validate(content["labels"], content["activation"], path)

@@ -1,18 +1,111 @@
-"""The console entry points' shared start: `--help` shows the command's docstring and flags."""
+"""The console entry points' shared start: `--help` and one-line errors for every command.
+
+`run_app` runs a CLI's `main` under absl with two additions: `--help` shows the command's
+docstring and flags, and an error the user can fix is printed as one line on stderr,
+
+    Error: <file or argument>: <reason>
+
+with exit status 1 (the traceback too with `--verbosity=1`). User errors are
+`matpac_keras.errors.InputError` and its subclasses, `app.UsageError`, a missing, unreadable or
+wrong-kind file (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError), an
+OSError of a full, read-only or forbidden file system (ENOSPC, EDQUOT, EROFS, EACCES, EPERM),
+and a bad flag value (absl's flag parsing errors). Any other exception is a bug and keeps its
+traceback.
+"""
 
 import sys
+import traceback
 import types
 
 from absl import app, flags
+
+from matpac_keras.errors import InputError
+from matpac_keras.outputs import WRITE_ERRNOS
+
+USER_ERRORS = (
+    InputError,
+    app.UsageError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether `error` is one the user can fix (printed as one line) rather than a bug."""
+    if isinstance(error, USER_ERRORS):
+        return True
+    return isinstance(error, OSError) and error.errno in WRITE_ERRNOS
+
+
+def error_line(error: BaseException) -> str:
+    """`Error: <message>` on one line; an OSError with a file name names the file first."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        message = f"{error.filename}: {error.strerror}"
+        if error.filename2 is not None:
+            message = f"{error.filename} -> {error.filename2}: {error.strerror}"
+    elif isinstance(error, OSError) and error.strerror:
+        message = error.strerror
+    else:
+        message = str(error) or type(error).__name__
+    return "Error: " + " ".join(message.split())
+
+
+def _verbose() -> bool:
+    try:
+        return flags.FLAGS["verbosity"].value >= 1
+    except (KeyError, flags.UnparsedFlagAccessError):
+        return False
+
+
+def _report_user_errors(main):
+    """`main`, with user errors printed as one line and exit status 1."""
+
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except BaseException as error:
+            if not is_user_error(error):
+                raise
+            if _verbose():
+                traceback.print_exc(file=sys.stderr)
+            print(error_line(error), file=sys.stderr, flush=True)
+            sys.exit(getattr(error, "exitcode", 1) or 1)
+
+    return wrapped
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with a bad or missing flag value reported as one line.
+
+    A config file that fails to load (ml_collections puts the traceback into the flag error's
+    message) is reported by the traceback's last line, the exception itself.
+    """
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        message = str(error)
+        if _TRACEBACK in message:
+            head, _, trace = message.partition(_TRACEBACK)
+            message = head + trace.strip().splitlines()[-1]
+        line = error_line(flags.Error(message))
+        print(f"{line} (see --helpshort)", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def run_app(module: types.ModuleType, main, **kwargs) -> None:
     """`app.run(main)` for the CLI `module`, whose docstring and flags `--help` then shows.
 
     absl's help describes the `__main__` module, which for an installed console script is the
-    generated wrapper: without this, `matpac-embed --help` lists no flags of its own.
+    generated wrapper: without this, `matpac-embed --help` lists no flags of its own. User
+    errors raised by `main` are printed as one line (see the module docstring).
     """
     sys.modules["__main__"].__doc__ = module.__doc__
     for flag in flags.FLAGS.get_flags_for_module(module.__name__):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main, **kwargs)
+    kwargs.setdefault("flags_parser", _parse_flags)
+    app.run(_report_user_errors(main), **kwargs)

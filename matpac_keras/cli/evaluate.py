@@ -9,7 +9,9 @@ protocol.py): `--protocol=paper` (default: batch 128, Adam 1e-4, at most 200 epo
 validation loss, 5 runs with seeds 0-4, raw embeddings) or `--protocol=evar` (standardised
 embeddings, lr 3e-5, batch 200, best validation metric, patience 20, 3 runs with seeds 42-44);
 each probe flag (--learning_rate, --batch_size, ...) overrides its preset value.
-Prints a table of mean +- 95% CI per task and writes results.md / results.csv.
+Prints a table of mean +- 95% CI per task and writes results.md / results.csv (refused if they
+exist, unless --overwrite; written atomically). The outputs are checked and the model is loaded
+before any TFDS dataset is built.
 
 `--features=random_init` embeds with the model's architecture at random initialisation
 (`--init_seed`), `--features=logmel_stats` with the log-mel mean and std (no model).
@@ -46,13 +48,16 @@ flags.DEFINE_enum(
     SOURCES,
     "Features: the model's, its architecture's at random init, or log-mel mean and std.",
 )
-flags.DEFINE_integer("init_seed", 0, "Seed of the random initialisation (--features=random_init).")
+flags.DEFINE_integer(
+    "init_seed", 0, "Seed of the random initialisation (--features=random_init).", lower_bound=0
+)
 flags.DEFINE_string(
     "output_dir",
     None,
     "Where results.md and results.csv are written (default: <model without .keras>_eval/ "
     "beside the model; logmel_stats_eval/ without a model).",
 )
+flags.DEFINE_bool("overwrite", False, "Replace results.md and results.csv in --output_dir.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (TFDS's default when unset).")
 flags.DEFINE_list(
     "manual_dir",
@@ -67,7 +72,7 @@ flags.DEFINE_enum(
     INPUT_LENGTHS,
     "full: whole clips (MATPAC); evar: crop or zero-pad clips to EVAR's unit_sec.",
 )
-flags.DEFINE_integer("embed_batch_size", 16, "Chunks encoded at once.")
+flags.DEFINE_integer("embed_batch_size", 16, "Chunks encoded at once.", lower_bound=1)
 flags.DEFINE_enum(
     "protocol",
     "paper",
@@ -75,12 +80,13 @@ flags.DEFINE_enum(
     "Probe and run preset; the probe and run flags override it.",
 )
 flags.DEFINE_float("learning_rate", None, "Adam learning rate (paper 1e-4, evar 3e-5).")
-flags.DEFINE_integer("batch_size", None, "Probe batch size (paper 128, evar 200).")
-flags.DEFINE_integer("max_epochs", None, "Epochs at most (paper and evar 200).")
+flags.DEFINE_integer("batch_size", None, "Probe batch size (paper 128, evar 200).", lower_bound=1)
+flags.DEFINE_integer("max_epochs", None, "Epochs at most (paper and evar 200).", lower_bound=1)
 flags.DEFINE_integer(
     "patience",
     None,
     "Early-stopping patience in epochs (paper none, evar 20); 0 disables early stopping.",
+    lower_bound=0,
 )
 flags.DEFINE_enum(
     "select_by", None, SELECT_BY, "Best epoch by validation loss (paper) or metric (evar)."
@@ -88,10 +94,12 @@ flags.DEFINE_enum(
 flags.DEFINE_bool(
     "standardize", None, "Standardise embeddings with training statistics (paper no, evar yes)."
 )
-flags.DEFINE_float("weight_decay", None, "L2 on the probe's weights (paper 0, evar 1e-8).")
+flags.DEFINE_float(
+    "weight_decay", None, "L2 on the probe's weights (paper 0, evar 1e-8).", lower_bound=0
+)
 flags.DEFINE_enum("init", None, INITS, "Probe initialisation (paper keras, evar torch).")
-flags.DEFINE_integer("runs", None, "Runs per task (paper 5, evar 3).")
-flags.DEFINE_integer("first_seed", None, "Seed of the first run (paper 0, evar 42).")
+flags.DEFINE_integer("runs", None, "Runs per task (paper 5, evar 3).", lower_bound=1)
+flags.DEFINE_integer("first_seed", None, "Seed of the first run (paper 0, evar 42).", lower_bound=0)
 flags.DEFINE_float(
     "valid_fraction",
     None,
@@ -99,6 +107,14 @@ flags.DEFINE_float(
 )
 flags.DEFINE_enum("ci_method", "t", METHODS, "95% CI from Student's t (default) or 1.96.")
 flags.mark_flags_as_required(["task"])
+flags.register_validator(
+    "learning_rate", lambda value: value is None or value > 0, "must be positive"
+)
+flags.register_validator(
+    "valid_fraction",
+    lambda value: value is None or 0 < value < 1,
+    "must be in the open interval (0, 1)",
+)
 
 _PROBE_FLAGS = (
     "learning_rate",
@@ -143,22 +159,17 @@ def options_from_flags():
         runs=dataclasses.replace(RUN_PRESETS[FLAGS.protocol], **run),
         protocol=FLAGS.protocol + "".join(f" {k}={v}" for k, v in sorted(overrides.items())),
         ci_method=FLAGS.ci_method,
+        overwrite=FLAGS.overwrite,
     )
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        options = options_from_flags()
-    except (ValueError, FileNotFoundError) as error:  # a bad flag value, a missing model
-        raise app.UsageError(str(error)) from error
+    options = options_from_flags()  # InputError: a bad flag value; FileNotFoundError: --model
     from matpac_keras.evaluation.runner import evaluate
 
-    try:
-        evaluate(options)
-    except FileNotFoundError as error:  # a dataset not prepared, a missing manual_dir
-        raise app.UsageError(str(error)) from error
+    evaluate(options)  # checks the outputs and loads the model before any dataset is built
 
 
 def run():

@@ -12,6 +12,10 @@ see matpac_keras/head_labels.py), a `classify` signature returns `probabilities`
 and `top_probabilities` (the top 5). A MatpacClassifier scores with its own backbone; with
 --crop_frames (its fine-tuning config's crop_frames) as fine-tuning's test did.
 
+--output is checked before any model is read (an existing non-empty folder is refused without
+--overwrite) and the SavedModel is written into a hidden sibling folder, renamed to --output when
+complete: a failed or killed export leaves the old folder (or none), never a partial one.
+
 The model may come from any backend; this command always runs Keras on TensorFlow: it sets
 KERAS_BACKEND=tensorflow itself before Keras is imported.
 """
@@ -25,26 +29,29 @@ from matpac_keras.cli.entry import run_app
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A .keras MATPAC model (backbone, pretrainer or classifier).")
-flags.DEFINE_string("output", None, "The SavedModel directory to write (new or empty).")
+flags.DEFINE_string("output", None, "The SavedModel folder to write (new or empty).")
 flags.DEFINE_string("head", None, "Optional .keras probe on clip embeddings or MatpacClassifier.")
 flags.DEFINE_string(
     "labels", None, "The head's label file. Default: HEAD.labels.json beside --head."
 )
 flags.DEFINE_enum("mode", "precise", ["precise", "fast"], "Chunking mode (SPEC section 6).")
 flags.DEFINE_bool("layers", False, "Also return every layer's clip embedding (`layers`).")
-flags.DEFINE_integer("crop_frames", None, "MatpacClassifier --head: score crops of this length.")
-flags.DEFINE_bool("overwrite", False, "Allow writing into a non-empty --output directory.")
+flags.DEFINE_integer(
+    "crop_frames", None, "MatpacClassifier --head: score crops of this length.", lower_bound=1
+)
+flags.DEFINE_bool("overwrite", False, "Replace an existing, non-empty --output folder.")
 flags.mark_flags_as_required(["model", "output"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    output = FLAGS.output
-    if os.path.isdir(output) and os.listdir(output) and not FLAGS.overwrite:
-        raise app.UsageError(f"--output {output!r} is not empty (pass --overwrite to replace)")
     if not FLAGS.head and (FLAGS.labels or FLAGS.crop_frames is not None):
         raise app.UsageError("--labels and --crop_frames need --head")
+    from matpac_keras.outputs import atomic_output, check_output
+
+    # Before any model is read: refused if it exists (unless --overwrite) or cannot be written.
+    check_output(FLAGS.output, overwrite=FLAGS.overwrite, folder=True, flag="--output")
     from matpac_keras.head_labels import load_head_labels  # before TensorFlow: fails faster
 
     head = head_labels = None
@@ -67,11 +74,14 @@ def main(argv):
             check_head(head, head_labels, backbone, FLAGS.crop_frames)
         except (OSError, ValueError) as error:
             raise app.UsageError(f"--head {FLAGS.head}: {error}") from error
-    signatures = export_saved_model(
-        backbone, output, FLAGS.mode, FLAGS.layers, head, head_labels, FLAGS.crop_frames
-    )
+    # Written into a hidden sibling folder, renamed to --output when complete: TF Serving,
+    # which loads the highest numeric version folder, never sees a partial export.
+    with atomic_output(FLAGS.output, overwrite=FLAGS.overwrite, folder=True) as temporary:
+        signatures = export_saved_model(
+            backbone, temporary, FLAGS.mode, FLAGS.layers, head, head_labels, FLAGS.crop_frames
+        )
     logging.info("signatures: %s", signatures)
-    print(f"wrote {output}: signatures {', '.join(signatures)} (mode {FLAGS.mode})")
+    print(f"wrote {FLAGS.output}: signatures {', '.join(signatures)} (mode {FLAGS.mode})")
 
 
 def run():

@@ -5,15 +5,21 @@ r"""`matpac-finetune`: fine-tunes a MATPAC backbone end to end on a downstream t
 
 The config is an ml_collections file (`get_config(variant)`); any field is overridden with
 `--config.<field>=...`. See matpac_keras/evaluation/finetune.py for what runs and what is written
-into the workdir (classifier.keras, history.csv, results.json).
+into the workdir (classifier.keras, classifier.labels.json, history.csv, results.json).
+
+One run per workdir: a second run on a workdir in use is refused, naming the holder's pid. The
+outputs of an earlier run are refused before any work unless --overwrite; each output is
+written atomically (a killed run leaves the old file or none, never a partial one).
 """
 
+import os
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from matpac_keras.cli.entry import run_app
+from matpac_keras.errors import InputError
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,22 +29,21 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "Where the classifier, history and results are written.")
+flags.DEFINE_bool("overwrite", False, "Replace the outputs of an earlier run in --workdir.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from matpac_keras.evaluation.finetune import check_config, finetune
+    filename = FLAGS["config"].config_filename
+    if not os.path.isfile(filename.split(":")[0]):  # ml_collections defers this error
+        raise InputError(f"--config {filename}: no such file")
+    config = _CONFIG.value
+    from matpac_keras.evaluation.finetune import finetune
 
-    try:
-        check_config(_CONFIG.value)
-    except (ValueError, FileNotFoundError) as error:  # a bad field value, a missing model
-        raise app.UsageError(str(error)) from error
-    try:
-        finetune(_CONFIG.value, FLAGS.workdir)
-    except FileNotFoundError as error:  # a dataset not prepared, a missing manual_dir
-        raise app.UsageError(str(error)) from error
+    # Checks the config, takes the workdir lock and checks the outputs before reading anything.
+    finetune(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
 
 
 def run():

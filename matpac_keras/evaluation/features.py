@@ -19,6 +19,7 @@ from absl import logging
 from matpac_keras.embedding import EmbeddingExtractor
 from matpac_keras.evaluation.probe import ProbeData
 from matpac_keras.frontend import HOP_LENGTH, N_FFT, num_frames
+from matpac_keras.outputs import atomic_output
 
 SOURCES = ("model", "random_init", "logmel_stats")
 INPUT_LENGTHS = ("full", "evar")
@@ -131,17 +132,17 @@ def compute(
 
 
 def save(path: str, splits: dict[str, ProbeData], key: dict) -> None:
-    """Writes the features of every split and the cache key (as JSON) into one `.npz`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Writes the features of every split and the cache key (as JSON) into one `.npz`,
+    atomically (matpac_keras.outputs): a killed run leaves no half-written cache file, and
+    concurrent runs do not share a temporary name. A cache file of another key is replaced."""
     arrays = {"key": np.array(json.dumps(key, sort_keys=True))}
     for split, data in splits.items():
         arrays[f"{split}/x"] = data.x
         arrays[f"{split}/labels"] = data.labels
         if data.mask is not None:
             arrays[f"{split}/mask"] = data.mask
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # never leave a half-written cache file
+    with atomic_output(path, overwrite=True) as temporary:
+        np.savez(temporary, **arrays)
 
 
 def load(path: str, key: dict) -> dict[str, ProbeData] | None:

@@ -8,8 +8,11 @@ metric: each clip's log-mel, zero-padded to a multiple of the crop length, is cu
 whose mean pooled features go through the head (`MatpacClassifier.clip_logits`), so a clip
 shorter than a crop is seen as in training, zero padding included in the time mean.
 
-Writes into the workdir: `classifier.keras`, `history.csv` (per-epoch losses), `results.json`.
-Holds the audio of the task in memory: fine for FSDD, ESC-50, UrbanSound8K and GTZAN.
+Writes into the workdir: `classifier.keras`, `classifier.labels.json` (its class names, for
+`matpac-export --head`), `history.csv` (per-epoch losses), `results.json`; each atomically, and
+only after checking, before any model or data is read, that none exists (unless `overwrite`).
+One run per workdir (matpac_keras.workdir_lock). Holds the audio of the task in memory: fine
+for FSDD, ESC-50, UrbanSound8K and GTZAN.
 """
 
 import json
@@ -19,11 +22,15 @@ import sys
 import keras
 import numpy as np
 
+from matpac_keras.errors import InputError
 from matpac_keras.evaluation import protocol, tasks, tfds_source
 from matpac_keras.evaluation.classifier import MatpacClassifier
 from matpac_keras.evaluation.finetune_data import CropBatches, targets_of
 from matpac_keras.evaluation.layerwise import LayerwiseAdamW, lr_multipliers
 from matpac_keras.evaluation.probe import KeepBest, masked_binary_crossentropy
+from matpac_keras.head_labels import labels_path, save_head_labels
+from matpac_keras.outputs import atomic_output, check_output, remove_stale_temporaries
+from matpac_keras.workdir_lock import workdir_lock
 
 
 def read_split(builder, split: str, task: tasks.Task):
@@ -93,37 +100,107 @@ def loss_for(task: tasks.Task):
     return keras.losses.CategoricalCrossentropy(from_logits=True)
 
 
+# Numeric fields and their allowed ranges: (lowest, highest, lowest allowed, highest allowed).
+_RANGES = {
+    "batch_size": (1, None, True, True),
+    "epochs": (1, None, True, True),
+    "warmup_epochs": (0, None, True, True),
+    "learning_rate": (0, None, False, True),
+    "weight_decay": (0, None, True, True),
+    "layer_decay": (0, 1, False, True),
+    "clip_norm": (0, None, True, True),
+    "mixup_alpha": (0, None, True, True),
+    "patience": (0, None, True, True),
+    "embed_batch_size": (1, None, True, True),
+    "crop_frames": (16, None, True, True),
+    "dropout": (0, 1, True, False),
+    "erase_factor": (0, 1, True, True),
+    "num_erasures": (0, None, True, True),
+    "valid_fraction": (0, 1, False, False),
+}
+OUTPUTS = ("classifier.keras", "classifier.labels.json", "history.csv", "results.json")
+
+
+def _check_range(config, field: str) -> None:
+    low, high, low_ok, high_ok = _RANGES[field]
+    value = config[field]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"config.{field}: expected a number; got {value!r}")
+    too_low = value < low or (value == low and not low_ok)
+    too_high = high is not None and (value > high or (value == high and not high_ok))
+    if too_low or too_high:
+        left, right = "[" if low_ok else "(", "]" if high_ok and high is not None else ")"
+        interval = f"{left}{low}, {'inf' if high is None else high}{right}"
+        raise InputError(f"config.{field}={value!r}: must be in {interval}")
+
+
 def check_config(config) -> tasks.Task:
-    """The config's task, after checking the fields read before training (ValueError or
-    FileNotFoundError naming the field)."""
-    task = tasks.get_task(config.task)
+    """The config's task, after checking the fields read before training (InputError naming
+    the field, FileNotFoundError for a missing model)."""
+    try:
+        task = tasks.get_task(config.task)
+    except ValueError as error:  # an unknown name
+        raise InputError(f"config.task: {error}") from None
     if task.folds and config.fold not in task.folds:
-        raise ValueError(
+        raise InputError(
             f"config.fold must be one of {task.folds} for {task.name}: {config.fold!r}"
         )
     if config.model and not os.path.isfile(config.model):
         raise FileNotFoundError(f"config.model {config.model!r}: no such file")
     if config.model and not config.model.endswith(".keras"):
-        raise ValueError(f"config.model {config.model!r}: expected a .keras file")
-    if not 0 < config.valid_fraction < 1:
-        raise ValueError(f"config.valid_fraction must be in (0, 1); got {config.valid_fraction}")
+        raise InputError(f"config.model {config.model!r}: expected a .keras file")
+    for field in _RANGES:
+        _check_range(config, field)
+    if config.crop_frames % 16:
+        raise InputError(f"config.crop_frames={config.crop_frames}: must be a multiple of 16")
     return task
 
 
-def finetune(config, workdir: str, log=print) -> dict:
-    """Fine-tunes on `config.task`; writes the workdir files; returns the results dict."""
+def label_names(builder, task: tasks.Task, num_classes: int) -> list[str]:
+    """The names of the task's classes (their indices where the dataset names none)."""
+    names = getattr(builder.info.features[task.label_key], "names", None)
+    return list(names) if names else [str(k) for k in range(num_classes)]
+
+
+def _atomic_json(path: str, content: dict, overwrite: bool) -> None:
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(content, f, indent=2, default=str)
+
+
+def finetune(config, workdir: str, log=print, overwrite: bool = False) -> dict:
+    """Fine-tunes on `config.task`; writes the workdir files; returns the results dict.
+
+    Holds the workdir lock (a second run on the same workdir is refused, naming the holder).
+    Before any model or data is read, the outputs (OUTPUTS) are checked: refused if one exists,
+    unless `overwrite`, or if the workdir cannot be written. Then the model is loaded and
+    checked, then the data read. Each output is written atomically.
+    """
     task = check_config(config)
+    with workdir_lock(workdir):
+        for name in OUTPUTS:
+            remove_stale_temporaries(workdir, name)  # left by a killed run; ours under the lock
+        paths = {
+            name: str(check_output(os.path.join(workdir, name), overwrite)) for name in OUTPUTS
+        }
+        return _finetune(config, task, paths, log, overwrite)
+
+
+def _finetune(config, task: tasks.Task, paths: dict, log, overwrite: bool) -> dict:
     keras.utils.set_random_seed(config.seed)
+    try:
+        backbone = make_backbone(config)
+    except ValueError as error:  # InputError included: corrupt, or not a MATPAC model
+        raise InputError(f"config.model {error}") from error
+    if not 0 < config.crop_frames <= backbone.max_frames or config.crop_frames % 16:
+        raise InputError(
+            f"config.crop_frames={config.crop_frames}: a multiple of 16 up to {backbone.max_frames}"
+        )
     builder = tfds_source.prepared_builder(task, config.data_dir, config.manual_dir)
     num_classes = tfds_source.num_classes(builder, task)
     splits = task_splits(builder, task, config.fold, config.valid_fraction, config.seed)
     log(", ".join(f"{name} {len(s[0])}" for name, s in splits.items()) + " clips")
 
-    backbone = make_backbone(config)
-    if not 0 < config.crop_frames <= backbone.max_frames or config.crop_frames % 16:
-        raise ValueError(
-            f"config.crop_frames={config.crop_frames}: a multiple of 16 up to {backbone.max_frames}"
-        )
     model = MatpacClassifier(
         backbone,
         num_classes,
@@ -153,17 +230,23 @@ def finetune(config, workdir: str, log=print) -> dict:
         global_clipnorm=config.clip_norm or None,
     )
     model.compile(optimizer=optimizer, loss=loss_for(task))
-    os.makedirs(workdir, exist_ok=True)
     keep_best = KeepBest(None, config.patience or None)
-    model.fit(
-        train,
-        validation_data=valid,
-        epochs=config.epochs,
-        callbacks=[keep_best, keras.callbacks.CSVLogger(os.path.join(workdir, "history.csv"))],
-        verbose=1 if sys.stdout.isatty() else 2,
+    # The per-epoch log goes to a temporary file, renamed to history.csv when training ends.
+    with atomic_output(paths["history.csv"], overwrite=overwrite) as history:
+        model.fit(
+            train,
+            validation_data=valid,
+            epochs=config.epochs,
+            callbacks=[keep_best, keras.callbacks.CSVLogger(os.fspath(history))],
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    model_path = paths["classifier.keras"]
+    with atomic_output(model_path, overwrite=overwrite) as temporary:
+        model.save(temporary)
+    activation = "sigmoid" if task.multi_label else "softmax"  # the head outputs logits
+    save_head_labels(
+        model_path, label_names(builder, task, num_classes), activation, overwrite=overwrite
     )
-    model_path = os.path.join(workdir, "classifier.keras")
-    model.save(model_path)
 
     waves, labels, mask = splits["test"]
     logits = model.clip_logits(waves, config.crop_frames, batch_size=config.embed_batch_size)
@@ -178,7 +261,7 @@ def finetune(config, workdir: str, log=print) -> dict:
         "model": model_path,
         "config": config.to_dict(),
     }
-    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2, default=str)
+    _atomic_json(paths["results.json"], results, overwrite)
     log(f"{task.name} {results['test_split']}: test {task.metric} {100 * test_score:.2f}%")
+    log(f"wrote {model_path} (labels {labels_path(model_path)}), {paths['results.json']}")
     return results

@@ -8,6 +8,7 @@ import os
 
 from matpac_keras.evaluation.protocol import TaskScores
 from matpac_keras.evaluation.statistics import confidence_interval
+from matpac_keras.outputs import atomic_output, check_output
 
 CSV_COLUMNS = (
     "task",
@@ -94,11 +95,26 @@ def to_csv(rows: list[Row], ci_method: str = "t") -> str:
     return out.getvalue()
 
 
-def write(rows: list[Row], output_dir: str, ci_method: str = "t") -> tuple[str, str]:
-    """Writes `results.md` and `results.csv` into `output_dir`; returns their paths."""
-    os.makedirs(output_dir, exist_ok=True)
-    paths = os.path.join(output_dir, "results.md"), os.path.join(output_dir, "results.csv")
-    for path, text in zip(paths, (markdown(rows, ci_method), to_csv(rows, ci_method)), strict=True):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    return paths
+def paths(output_dir: str) -> tuple[str, str]:
+    """The paths of `results.md` and `results.csv` in `output_dir`."""
+    return os.path.join(output_dir, "results.md"), os.path.join(output_dir, "results.csv")
+
+
+def write(
+    rows: list[Row], output_dir: str, ci_method: str = "t", overwrite: bool = True
+) -> tuple[str, str]:
+    """Writes `results.md` and `results.csv` into `output_dir`; returns their paths.
+
+    Each file is written atomically (matpac_keras.outputs); with `overwrite=False` existing
+    ones are refused (OutputError) before either is written.
+    """
+    targets = paths(output_dir)
+    if not overwrite:
+        for path in targets:
+            check_output(path)
+    texts = markdown(rows, ci_method), to_csv(rows, ci_method)
+    for path, text in zip(targets, texts, strict=True):
+        with atomic_output(path, overwrite=overwrite) as temporary:
+            with open(temporary, "w", encoding="utf-8") as f:
+                f.write(text)
+    return targets

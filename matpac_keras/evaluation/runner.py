@@ -1,7 +1,10 @@
 """Linear evaluation of one feature source on TFDS tasks: what `matpac-evaluate` runs.
 
-Per task: prepare the TFDS dataset, read or compute (and cache) the features of every split,
-run the probe protocol, and collect a table row. TensorFlow-only, through TFDS.
+Before any dataset is built: the outputs are checked (results.md and results.csv refused if
+they exist, unless `overwrite`; the output and cache folders writable) and the model is loaded
+(an error naming --model if it is missing or not a MATPAC model). Then per task: prepare the
+TFDS dataset, read or compute (and cache) the features of every split, run the probe protocol,
+and collect a table row. TensorFlow-only, through TFDS.
 """
 
 import dataclasses
@@ -10,9 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from matpac_keras.errors import InputError
 from matpac_keras.evaluation import features, report, tasks, tfds_source
 from matpac_keras.evaluation.probe import PRESETS, ProbeConfig
 from matpac_keras.evaluation.protocol import RunConfig, evaluate_task
+from matpac_keras.outputs import check_output, check_writable_folder
 
 RUN_PRESETS = {"paper": RunConfig(), "evar": RunConfig(runs=3, first_seed=42)}
 
@@ -24,6 +29,7 @@ class Options:
     tasks: task names (tasks.py). source: "model", "random_init" or "logmel_stats".
     model: the .keras file (not needed for "logmel_stats"). manual_dirs: per task, or None.
     cache_dir: embedding cache, default `<output_dir>/embeddings`.
+    overwrite: replace existing results.md and results.csv.
     """
 
     tasks: tuple[str, ...]
@@ -41,25 +47,34 @@ class Options:
     runs: RunConfig = RUN_PRESETS["paper"]
     protocol: str = "paper"
     ci_method: str = "t"
+    overwrite: bool = False
 
     def __post_init__(self):
         for name in self.tasks:
-            tasks.get_task(name)  # raises for an unknown name
+            try:
+                tasks.get_task(name)
+            except ValueError as error:  # an unknown name
+                raise InputError(f"--task {error}") from None
         if self.source not in features.SOURCES:
-            raise ValueError(f"source must be one of {features.SOURCES}; got {self.source!r}")
+            raise InputError(f"source must be one of {features.SOURCES}; got {self.source!r}")
         if self.input_length not in features.INPUT_LENGTHS:
-            raise ValueError(f"input_length must be one of {features.INPUT_LENGTHS}")
+            raise InputError(f"input_length must be one of {features.INPUT_LENGTHS}")
         if self.source != "logmel_stats":
             if not self.model:
-                raise ValueError(f"--model: a model file is needed for source={self.source!r}")
+                raise InputError(f"--model: a model file is needed for source={self.source!r}")
             if not os.path.isfile(self.model):
                 raise FileNotFoundError(f"--model {self.model!r}: no such file")
             if not self.model.endswith(".keras"):
-                raise ValueError(f"--model {self.model!r}: expected a .keras file")
+                raise InputError(f"--model {self.model!r}: expected a .keras file")
         if self.manual_dirs is not None and len(self.manual_dirs) != len(self.tasks):
-            raise ValueError(
+            raise InputError(
                 f"--manual_dir: {len(self.manual_dirs)} given for {len(self.tasks)} task(s)"
             )
+
+    @property
+    def cache(self) -> str:
+        """The embedding cache folder."""
+        return self.cache_dir or os.path.join(self.output_dir, "embeddings")
 
     @property
     def label(self) -> str:
@@ -81,8 +96,24 @@ def source_key(options: Options) -> dict:
     return {**key, "mode": options.mode}
 
 
-def make_embedder(options: Options) -> Callable[[list[np.ndarray]], np.ndarray]:
-    """Waveforms -> features [N, D] for `options.source` (loads the model)."""
+def load_model_backbone(options: Options):
+    """The MATPAC encoder of `options.model` (None for "logmel_stats").
+
+    Raises:
+        InputError: the file does not load as a MATPAC model (the message names --model).
+    """
+    if options.source == "logmel_stats":
+        return None
+    from matpac_keras.saving import load_backbone
+
+    try:
+        return load_backbone(options.model)
+    except ValueError as error:  # InputError included: corrupt, or not a MATPAC model
+        raise InputError(f"--model {error}") from error
+
+
+def make_embedder(options: Options, backbone=None) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """Waveforms -> features [N, D] for `options.source` (loads the model unless given)."""
     if options.source == "logmel_stats":
         from matpac_keras.evaluation.baselines import logmel_statistics
 
@@ -90,9 +121,9 @@ def make_embedder(options: Options) -> Callable[[list[np.ndarray]], np.ndarray]:
     import keras
 
     from matpac_keras.embedding import EmbeddingExtractor
-    from matpac_keras.saving import load_backbone
 
-    backbone = load_backbone(options.model)
+    if backbone is None:
+        backbone = load_model_backbone(options)
     if options.source == "random_init":
         keras.utils.set_random_seed(options.init_seed)
         backbone = backbone.__class__.from_config(backbone.get_config())
@@ -102,15 +133,16 @@ def make_embedder(options: Options) -> Callable[[list[np.ndarray]], np.ndarray]:
 
 
 class _LazyEmbedder:
-    """Builds the embedder on first use: a fully cached evaluation never loads the model."""
+    """Builds the embedder (of an already loaded backbone) on first use."""
 
-    def __init__(self, options: Options):
+    def __init__(self, options: Options, backbone=None):
         self.options = options
+        self.backbone = backbone
         self.embed = None
 
     def __call__(self, waveforms):
         if self.embed is None:
-            self.embed = make_embedder(self.options)
+            self.embed = make_embedder(self.options, self.backbone)
         return self.embed(waveforms)
 
 
@@ -128,8 +160,7 @@ def task_features(
         "input_length": options.input_length,
         "seconds": seconds,
     }
-    cache_dir = options.cache_dir or os.path.join(options.output_dir, "embeddings")
-    path = features.cache_path(cache_dir, task.name, key)
+    path = features.cache_path(options.cache, task.name, key)
     splits = features.load(path, key)
     if splits is not None:
         log(f"{task.name}: cached features read from {path}")
@@ -142,10 +173,21 @@ def task_features(
     return splits
 
 
+def check_outputs(options: Options) -> None:
+    """Before the work: results.md / results.csv new (or `overwrite`), folders writable."""
+    for path in report.paths(options.output_dir):
+        check_output(path, overwrite=options.overwrite)
+    check_writable_folder(options.cache)
+
+
 def evaluate(options: Options, log=print) -> list[report.Row]:
-    """Evaluates every task; writes results.md and results.csv; returns the rows."""
+    """Evaluates every task; writes results.md and results.csv; returns the rows.
+
+    The outputs and the model are checked before any TFDS dataset is built or read.
+    """
     task_list = [tasks.get_task(name) for name in options.tasks]
-    embedder = _LazyEmbedder(options)
+    check_outputs(options)
+    embedder = _LazyEmbedder(options, load_model_backbone(options))
     rows = []
     for i, task in enumerate(task_list):
         manual_dir = options.manual_dirs[i] if options.manual_dirs else None
@@ -157,7 +199,9 @@ def evaluate(options: Options, log=print) -> list[report.Row]:
             task, splits, tfds_source.num_classes(builder, task), options.probe, options.runs
         )
         rows.append(report.Row(scores, options.label, options.protocol))
-    md_path, csv_path = report.write(rows, options.output_dir, options.ci_method)
+    md_path, csv_path = report.write(
+        rows, options.output_dir, options.ci_method, overwrite=options.overwrite
+    )
     log(report.markdown(rows, options.ci_method))
     log(f"wrote {md_path} and {csv_path}")
     return rows

@@ -5,7 +5,6 @@ The builders are the `matpac_datasets` package, installed with `matpac_keras`.
 
 import dataclasses
 import os
-import pathlib
 from collections.abc import Iterator
 
 import numpy as np

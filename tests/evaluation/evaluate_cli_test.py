@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -126,12 +127,20 @@ def test_cli_on_real_fsdd_subset_and_cache_reuse(tiny_model, fsdd_dir, tmp_path)
     assert row["protocol"] == "evar max_epochs=3 runs=2"
     [cache] = (out / "embeddings").iterdir()
     stamp = cache.stat().st_mtime_ns
-    second = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert refused.returncode == 1 and refused.stdout == ""  # results.md exists: no work done
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"Error: {out / 'results.md'}: already exists (pass --overwrite to replace it)"
+    )
+    second = subprocess.run(
+        [*command, "--overwrite"], capture_output=True, text=True, cwd=ROOT, env=env
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "cached features read" in second.stdout and "features written" not in second.stdout
     assert cache.stat().st_mtime_ns == stamp
     assert "| spoken_digit | accuracy |" in second.stdout
     assert _read_csv(out / "results.csv") == [row]  # same features, seeds: the same scores
+    assert sorted(p.name for p in out.iterdir()) == ["embeddings", "results.csv", "results.md"]
 
 
 def test_cli_errors_name_the_argument(tmp_path):
@@ -163,3 +172,48 @@ def test_bad_options_and_missing_data(tiny_model, tmp_path):
     missing = dataclasses.replace(unprepared, manual_dirs=(str(tmp_path / "nowhere"),))
     with pytest.raises(FileNotFoundError, match="nowhere' is not a directory"):
         runner.evaluate(missing)
+
+
+def test_outputs_and_model_are_checked_before_any_dataset(tiny_model, tmp_path):
+    """Each error comes before TFDS is reached (the dataset is not prepared in `tfds`)."""
+    from matpac_keras.errors import InputError
+    from matpac_keras.outputs import OutputError
+
+    out, tfds_dir = tmp_path / "out", tmp_path / "tfds"
+    base = runner.Options(
+        tasks=("gtzan",), output_dir=str(out), model=tiny_model, data_dir=str(tfds_dir)
+    )
+    out.mkdir()
+    (out / "results.md").write_text("an earlier evaluation")
+    with pytest.raises(OutputError, match=f"{out / 'results.md'}: already exists"):
+        runner.evaluate(base)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    with pytest.raises(OutputError, match=f"{notes} is a file, not a folder"):
+        runner.evaluate(dataclasses.replace(base, output_dir=str(notes / "out")))
+    with pytest.raises(OutputError, match=f"{notes}/cache: {notes} is a file"):
+        runner.evaluate(dataclasses.replace(base, overwrite=True, cache_dir=str(notes / "cache")))
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(InputError, match=f"--model {corrupt}: "):
+        runner.evaluate(dataclasses.replace(base, overwrite=True, model=str(corrupt)))
+    probe = tmp_path / "probe.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(probe)
+    with pytest.raises(InputError, match=f"--model {probe}: holds a Sequential"):
+        runner.evaluate(dataclasses.replace(base, overwrite=True, model=str(probe)))
+    assert not tfds_dir.exists() and os.listdir(out) == ["results.md"]
+    with pytest.raises(FileNotFoundError, match="matpac_gtzan is not prepared"):
+        runner.evaluate(dataclasses.replace(base, overwrite=True))  # all checks pass: TFDS
+
+
+def test_cache_file_is_written_atomically(tmp_path):
+    from matpac_keras.evaluation import features
+    from matpac_keras.evaluation.probe import ProbeData
+
+    path = str(tmp_path / "cache" / "gtzan-model-precise-full-0123.npz")
+    splits = {"train": ProbeData(np.ones((3, 4), "float32"), np.arange(3), None)}
+    features.save(path, splits, {"k": 1})
+    features.save(path, splits, {"k": 2})  # another key: replaced
+    assert os.listdir(tmp_path / "cache") == [os.path.basename(path)]  # no temporary left
+    assert features.load(path, {"k": 1}) is None
+    np.testing.assert_array_equal(features.load(path, {"k": 2})["train"].x, splits["train"].x)

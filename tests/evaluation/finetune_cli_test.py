@@ -19,6 +19,7 @@ import pytest
 
 from matpac_keras.evaluation import finetune
 from matpac_keras.evaluation.classifier import MatpacClassifier
+from matpac_keras.head_labels import HeadLabels, load_head_labels
 
 pytestmark = pytest.mark.single_backend
 
@@ -56,6 +57,16 @@ def test_cli_on_real_fsdd_subset(fsdd_dir, tmp_path):
     assert results["best_epoch"] == 1 + int(np.argmin([float(r["val_loss"]) for r in history]))
     model = keras.saving.load_model(workdir / "classifier.keras", compile=False)
     assert isinstance(model, MatpacClassifier) and model.num_classes == 10
+    labels = load_head_labels(workdir / "classifier.keras")  # for matpac-export --head
+    assert labels == HeadLabels(tuple(str(d) for d in range(10)), "softmax")
+    assert sorted(p.name for p in workdir.iterdir()) == [
+        ".lock", "classifier.keras", "classifier.labels.json", "history.csv", "results.json",
+    ]  # fmt: skip
+    assert f"wrote {workdir / 'classifier.keras'}" in result.stdout
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert again.returncode == 1 and again.stderr.strip().splitlines()[-1] == (
+        f"Error: {workdir / 'classifier.keras'}: already exists (pass --overwrite to replace it)"
+    )
 
 
 def test_fold_task_holds_out_the_test_fold(tmp_path):
@@ -88,3 +99,49 @@ def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(ValueError, match="config.valid_fraction"):
         finetune.check_config(config)
     assert finetune.check_config(_tiny_config()).name == "spoken_digit"
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("batch_size", 0, r"config.batch_size=0: must be in \[1, inf\)"),
+        ("epochs", -1, r"config.epochs=-1: must be in \[1, inf\)"),
+        ("learning_rate", 0.0, r"config.learning_rate=0.0: must be in \(0, inf\)"),
+        ("layer_decay", 1.5, r"config.layer_decay=1.5: must be in \(0, 1\]"),
+        ("dropout", 1.0, r"config.dropout=1.0: must be in \[0, 1\)"),
+        ("crop_frames", 0, r"config.crop_frames=0: must be in \[16, inf\)"),
+        ("crop_frames", 40, "config.crop_frames=40: must be a multiple of 16"),
+        ("embed_batch_size", 0, r"config.embed_batch_size=0: must be in \[1, inf\)"),
+        ("mixup_alpha", -0.1, r"config.mixup_alpha=-0.1: must be in \[0, inf\)"),
+    ],
+)
+def test_numeric_fields_are_checked_before_any_work(field, value, message, tmp_path):
+    from matpac_keras.errors import InputError
+
+    config = _tiny_config()
+    config[field] = value
+    with pytest.raises(InputError, match=message):
+        finetune.finetune(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_outputs_are_checked_under_the_lock_before_the_data(tmp_path):
+    from matpac_keras.outputs import OutputError
+    from matpac_keras.workdir_lock import WorkdirLockedError, workdir_lock
+
+    config = _tiny_config()
+    config.data_dir = str(tmp_path / "tfds")  # nothing prepared, no manual_dir
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "results.json").write_text("{}")
+    stale = workdir / ".tmp-classifier.keras.123-abcdefgh.keras"  # a killed run's
+    stale.write_bytes(b"half")
+    with pytest.raises(OutputError, match=f"{workdir / 'results.json'}: already exists"):
+        finetune.finetune(config, str(workdir))
+    assert not stale.exists() and not (tmp_path / "tfds").exists()
+    with workdir_lock(workdir):
+        with pytest.raises(WorkdirLockedError, match=f"in use by pid {os.getpid()} on"):
+            finetune.finetune(config, str(workdir), overwrite=True)
+    with pytest.raises(FileNotFoundError, match="matpac_spoken_digit is not prepared"):
+        finetune.finetune(config, str(workdir), overwrite=True)  # the checks pass: TFDS
+    assert (workdir / "results.json").read_text() == "{}"
