@@ -9,12 +9,14 @@ synthetic demo corpus (or on `--config.data.source=...`): a check of a set-up in
 CPU. Any field can be overridden, e.g. `--config.optim.lr=1e-4`.
 
 Epochs and step counts: schedules are given in epochs of `data.num_examples` clips and become
-optimizer steps at `train.global_batch_size` (floor(epochs * num_examples / batch)). The default
-`data.num_examples = 2,012,615` is the count that reproduces the official run's step figures,
-294,816 updates, 19,654 warm-up and 9,827 for the tau_t ramp (300, 20 and 10 epochs at batch
-2048). SPEC section 5's 2,012,215 clips would give 294,758, 19,650 and 9,825 instead, matching
-none of those figures, so it reads as a typo of one digit; the schedules are what decide the
-run, hence the choice. On another corpus, set `data.num_examples` to its number of usable clips.
+optimizer steps at `train.global_batch_size` (floor(epochs * num_examples / batch)). By default
+(`data.num_examples` None) the run counts the usable clips of its source before it starts and
+logs and prints how many files it found, used and dropped, by reason (see data.* below). The
+official run's step figures, 294,816 updates, 19,654 warm-up and 9,827 for the tau_t ramp (300,
+20 and 10 epochs at batch 2048), are those of `--config.data.num_examples=2012615`; SPEC section
+5's 2,012,215 clips would give 294,758, 19,650 and 9,825 instead, matching none of those
+figures, so it reads as a typo of one digit. Set it to reproduce the paper's schedules exactly
+on a copy of AudioSet that lacks some clips.
 
 Fields:
   seed: seeds the initialisation, the masks and the data order.
@@ -27,9 +29,17 @@ Fields:
     sizes, mask ratio, alpha, temperatures, centre, EMA ramps, EMA order); the tau_t ramp's
     length is train.teacher_temperature_epochs, the EMA ramps span the run.
   data.source: "synthetic" (the demo corpus, sized by data.synthetic), a prepared TFDS dataset
-    directory (holding dataset_info.json, read with data.split) or a folder of audio files.
-    data.num_examples: clips per epoch. data.crop_frames: frames of each random crop (clips
-    shorter are dropped). data.shuffle_buffer: examples shuffled together (TFDS sources).
+    directory (holding dataset_info.json, read with data.split; any `matpac_datasets` builder)
+    or a folder of audio files (searched recursively by extension; data.exclude: comma-separated
+    file-name patterns to leave out, e.g. "*_[0-4].wav"). In Python, `loop.train(config,
+    workdir, source=...)` also takes a tf.data.Dataset of examples with a 1-D "audio".
+    data.num_examples: clips per epoch; None: counted. A folder is counted from the files'
+    headers (a file whose header cannot be read is bad_audio, one shorter than a crop at 16 kHz
+    too_short; the rest are used); a TFDS split by its num_examples (its builder already left
+    out bad clips, and pretraining builders clips under 6.08 s; a shorter clip than the crop is
+    dropped, and counted, when read); a tf.data.Dataset by its cardinality (set it if unknown).
+    data.crop_frames: frames of each random crop. data.shuffle_buffer: examples shuffled
+    together (TFDS sources).
   train.global_batch_size, epochs, warmup_epochs, teacher_temperature_epochs: the run's length.
     train.log_every: steps per metrics.jsonl row (each row is the mean over its steps).
     train.checkpoint_every: steps between checkpoints (a multiple of log_every);
@@ -39,13 +49,13 @@ Fields:
     fit verbosity (1: a progress bar, 2: a line per epoch, 0: silent).
   optim.*: AdamW as PyTorch computes it: peak lr after a linear warm-up from 0, cosine decay to
     final_lr at the end; betas, epsilon, decoupled weight decay, global-norm clipping.
-  evaluate.linear_probe: after training, a linear probe on held-out synthetic clips, pretrained
-    against random init (synthetic source only); evaluate.clips_per_class per probe split.
+  evaluate.linear_probe: after training, a linear probe, pretrained against random init, on
+    the labelled clips of evaluate.probe_source: "synthetic" (held-out synthetic clips,
+    evaluate.clips_per_class per probe split), "fsdd_digits" (FSDD's standard split, from the
+    folder data.source), or a "module:function" returning `matpac_keras.training.probe.ProbeData`.
 """
 
 from ml_collections import config_dict
-
-from matpac_keras.demo.synthetic import NUM_CLASSES
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
@@ -81,7 +91,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.data = config_dict.ConfigDict()
     config.data.source = config_dict.placeholder(str)
     config.data.split = "train"
-    config.data.num_examples = 2_012_615
+    config.data.num_examples = config_dict.placeholder(int)
+    config.data.exclude = ""
     config.data.crop_frames = 608
     config.data.shuffle_buffer = 10_000
     config.data.synthetic = config_dict.ConfigDict()
@@ -111,6 +122,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
 
     config.evaluate = config_dict.ConfigDict()
     config.evaluate.linear_probe = False
+    config.evaluate.probe_source = "synthetic"
     config.evaluate.clips_per_class = 40
 
     if arg == "runlocal":
@@ -130,7 +142,6 @@ def _runlocal(config: config_dict.ConfigDict) -> None:
     config.data.source = "synthetic"
     config.data.synthetic.clips_per_class = 2
     config.data.synthetic.seconds = 0.5
-    config.data.num_examples = config.data.synthetic.get_ref("clips_per_class") * NUM_CLASSES
     config.data.crop_frames = 32
     config.train.update(dict(global_batch_size=4, epochs=1.0, warmup_epochs=0.4))
     config.train.update(dict(teacher_temperature_epochs=0.4, log_every=1, checkpoint_every=5))

@@ -27,14 +27,14 @@ TOTAL = 40
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _command(workdir, *overrides):
+def _command(workdir, *overrides, config=TINY, epochs=EPOCHS):
     return [
         sys.executable,
         "-m",
         "matpac_keras.cli.train",
-        f"--config={TINY}",
+        f"--config={config}",
         f"--workdir={workdir}",
-        f"--config.train.epochs={EPOCHS}",
+        f"--config.train.epochs={epochs}",
         "--config.train.verbose=0",
         "--config.deterministic=True",
         *overrides,
@@ -45,9 +45,10 @@ def _env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
 
 
-def _run(workdir, *overrides, ok=True) -> subprocess.CompletedProcess:
+def _run(workdir, *overrides, ok=True, **command) -> subprocess.CompletedProcess:
+    """Runs `matpac-train` to its end; `command`: `_command`'s config and epochs."""
     result = subprocess.run(
-        _command(workdir, *overrides),
+        _command(workdir, *overrides, **command),
         capture_output=True,
         text=True,
         timeout=240,
@@ -58,24 +59,46 @@ def _run(workdir, *overrides, ok=True) -> subprocess.CompletedProcess:
     return result
 
 
-def _kill_mid_way(workdir) -> int:
-    """Starts a run, SIGKILLs it once a checkpoint at half way or later exists; returns the
-    step of the newest complete checkpoint."""
-    process = subprocess.Popen(
-        _command(workdir),
+def _start(workdir, *overrides, **command) -> subprocess.Popen:
+    return subprocess.Popen(
+        _command(workdir, *overrides, **command),
         cwd=REPO,
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _wait_for_checkpoint(process, workdir, step: int) -> None:
+    """Waits until `workdir` holds a checkpoint at `step` or later (the run still going)."""
     deadline = time.monotonic() + 240
-    while not [step for step, _ in list_checkpoints(workdir) if step >= TOTAL // 2]:
-        assert process.poll() is None, "the run ended before writing a checkpoint"
+    while not [s for s, _ in list_checkpoints(workdir) if s >= step]:
+        assert process.poll() is None, "the run ended before writing the checkpoint"
         assert time.monotonic() < deadline, "no checkpoint within 240 s"
         time.sleep(0.005)
+
+
+def _kill_mid_way(workdir, *overrides, total=TOTAL, **command) -> int:
+    """Starts a run, SIGKILLs it once a checkpoint at half way (of `total` steps) or later
+    exists; returns the step of the newest complete checkpoint."""
+    process = _start(workdir, *overrides, **command)
+    _wait_for_checkpoint(process, workdir, total // 2)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     return list_checkpoints(workdir)[-1][0]
+
+
+def assert_same_checkpoint(path_a, path_b) -> None:
+    """Two checkpoints hold the same step and bit-identical arrays, variable by variable."""
+    meta_a, arrays_a = read_checkpoint(path_a)
+    meta_b, arrays_b = read_checkpoint(path_b)
+    assert meta_a["step"] == meta_b["step"]
+    assert meta_a.get("epoch_lengths") == meta_b.get("epoch_lengths")
+    assert meta_a["data_position"] == meta_b["data_position"]
+    for group in ("model", "optimizer"):
+        assert list(arrays_a[group]) == list(arrays_b[group])
+        for name, value in arrays_a[group].items():
+            np.testing.assert_array_equal(arrays_b[group][name], value, err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +136,8 @@ def test_killed_run_resumes_where_it_stopped(runs):
     # Every checkpoint after the resume equals the uninterrupted run's, variable by variable:
     # student, predictor, heads, teachers, centre, step, seed generator; optimizer moments.
     for step in (killed_at + 2, TOTAL):
-        meta_a, arrays_a = read_checkpoint(reference[step])
-        meta_b, arrays_b = read_checkpoint(resumed[step])
-        assert meta_a["step"] == meta_b["step"] == step
-        assert meta_b["data_position"] == {"step": step}
-        for group in ("model", "optimizer"):
-            assert list(arrays_a[group]) == list(arrays_b[group])
-            for name, value in arrays_a[group].items():
-                np.testing.assert_array_equal(arrays_b[group][name], value, err_msg=name)
+        assert read_checkpoint(resumed[step])[0]["data_position"] == {"step": step}
+        assert_same_checkpoint(reference[step], resumed[step])
     _, final = read_checkpoint(resumed[TOTAL])
     assert int(final["model"]["matpac_pretrainer/step"]) == TOTAL
     assert int(final["optimizer"]["adamw/iteration"]) == TOTAL
@@ -254,5 +271,5 @@ def test_missing_data_source_is_named(tmp_path):
         f"--config={TINY}", f"--workdir={tmp_path}", f"--config.data.source={missing}"
     )
     assert result.returncode == 1
-    assert f"matpac-train: config.data.source '{missing}' does not exist" in result.stderr
+    assert f"Error: config.data.source '{missing}' does not exist" in result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())

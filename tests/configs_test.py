@@ -13,7 +13,11 @@ from matpac_keras.training.config_file import load_config
 from matpac_keras.training.experiment import build_backbone, check_config, run_budget
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
-TRAINING = {"matpac": ("", "runlocal"), "matpac_plusplus": ("", "runlocal"), "demo": ("", "tiny")}
+TRAINING = {
+    "matpac": ("", "runlocal"),
+    "matpac_plusplus": ("", "runlocal"),
+    "demo": ("", "tiny", "fsdd"),
+}
 
 
 def load(name: str, arg: str | None = None) -> config_dict.ConfigDict:
@@ -41,7 +45,7 @@ def test_all_configs_share_one_schema():
             assert _schema(load(name, arg)) == reference, (name, arg)
     with pytest.raises(ValueError, match="runlocal"):
         load("matpac", "big")
-    with pytest.raises(ValueError, match="tiny"):
+    with pytest.raises(ValueError, match="tiny' or 'fsdd"):
         load("demo", "big")
 
 
@@ -60,8 +64,10 @@ def test_each_config_documents_its_command_and_passes_the_checks():
 @pytest.mark.single_backend
 def test_paper_config_is_the_papers_run():
     config = load("matpac")
-    # SPEC section 5: 294,816 updates, 19,654 warm-up, 9,827 for the tau_t ramp.
-    assert run_budget(config) == StepBudget(294_816, 19_654, 9_827)
+    assert config.data.num_examples is None  # counted from the source by default
+    # SPEC section 5: 294,816 updates, 19,654 warm-up, 9,827 for the tau_t ramp, at the
+    # official run's clip count (configs/matpac.py's docstring).
+    assert run_budget(config, 2_012_615) == StepBudget(294_816, 19_654, 9_827)
     assert (config.optim.lr, config.optim.beta_1, config.optim.beta_2) == (
         3e-4,
         0.9,
@@ -86,11 +92,20 @@ def test_demo_config():
     backbone = build_backbone(config.model)  # the model the docstring (and README) describe
     assert (backbone.embed_dim, backbone.depth, backbone.num_heads) == (128, 4, 4)
     assert backbone.max_frames == config.data.crop_frames == 128  # 1.28 s crops, 5 x 8 grid
-    assert run_budget(config) == StepBudget(2500, 125, 250)  # 40 epochs of 2,000 clips / 32
+    clips = config.data.synthetic.clips_per_class * NUM_CLASSES
+    assert clips == 2000 and config.data.num_examples is None  # counted: the corpus' clips
+    assert run_budget(config, clips) == StepBudget(2500, 125, 250)  # 40 epochs of 2,000 / 32
     assert config.evaluate.linear_probe and config.data.source == "synthetic"
-    assert config.data.num_examples == config.data.synthetic.clips_per_class * NUM_CLASSES
-    config.data.synthetic.clips_per_class = 7  # an override keeps the epoch size consistent
-    assert config.data.num_examples == 7 * NUM_CLASSES
+    assert config.evaluate.probe_source == "synthetic"
+
+
+@pytest.mark.single_backend
+def test_fsdd_demo_config():
+    config = load("demo", "fsdd")
+    assert config.data.source.endswith("shared/data/fsdd/recordings")
+    assert config.data.exclude == "*_[0-4].wav" and config.evaluate.probe_source == "fsdd_digits"
+    assert config.data.crop_frames == config.model.max_frames == 32
+    assert config.data.num_examples is None and config.evaluate.linear_probe
 
 
 def test_matpac_plusplus_runlocal_trains(tmp_path):

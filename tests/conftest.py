@@ -35,6 +35,20 @@ def fsdd_dir(fixtures_dir) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def fsdd_recordings() -> pathlib.Path:
+    """The FSDD recordings (3,000 8 kHz wav): ../shared/data/fsdd/recordings from the repo, or
+    $MATPAC_FSDD. Missing, they skip the tests that need them, except under CI=true (fail)."""
+    default = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
+    path = pathlib.Path(os.environ.get("MATPAC_FSDD", default / "recordings"))
+    if not path.is_dir() or not any(path.glob("*.wav")):
+        message = f"FSDD recordings not found: {path} (set MATPAC_FSDD)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
 def fixture_arrays(fixtures_dir):
     """Loads `<name>.npz` from the fixtures as a dict of arrays."""
 

@@ -5,6 +5,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from matpac_keras.errors import InputError  # noqa: E402
 from matpac_keras.frontend import LogMelSpectrogram  # noqa: E402
 from matpac_keras.training.audio_input import AudioBatchStream, epoch_seed  # noqa: E402
 
@@ -25,7 +26,9 @@ def folder(fsdd_dir, tmp_path_factory):
 
 def _take(stream, start, count):
     batches = stream.batches(start)
-    return [next(batches) for _ in range(count)]
+    taken = [next(batches) for _ in range(count)]
+    assert all(isinstance(b, tuple) and len(b) == 1 for b in taken)  # (x,): what Keras takes
+    return [b for (b,) in taken]
 
 
 def test_batches_are_log_mel_crops_and_resume_exactly(folder):
@@ -65,7 +68,7 @@ def test_crops_are_the_front_end_of_the_recordings(folder):
 
 
 def test_bad_source_and_seeds(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         AudioBatchStream(tmp_path / "missing", "train", 2, CROP, seed=0)
     seeds = {epoch_seed(s, e) for s in range(5) for e in range(20)}
     assert len(seeds) == 100 and all(0 <= s < 2**31 for s in seeds)

@@ -24,14 +24,20 @@ def test_one_process_feeds_the_whole_batch():
     assert process_rows(_tiny("mirrored")) is None
 
 
+def _batches(config, start, count):
+    data = TrainingData(config)
+    data.start({})
+    return list(data.batches(start, count))
+
+
 def test_each_of_two_processes_feeds_its_half(monkeypatch):
     config = _tiny("data_parallel")
-    whole = list(TrainingData(config, {}).batches(3, 2))
+    whole = [batch for batch in _batches(config, 3, 2)]
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     halves = []
     for index in (0, 1):
         monkeypatch.setattr(jax, "process_index", lambda index=index: index)
-        halves.append(list(TrainingData(config, {}).batches(3, 2)))
+        halves.append([batch for (batch,) in _batches(config, 3, 2)])
     assert len(whole) == len(halves[0]) == 2
     for full, first, second in zip(whole, *halves, strict=True):
         assert len(first) == len(second) == len(full) // 2

@@ -19,8 +19,11 @@ The workdir receives:
   config.json                  the config of the latest start
   backbone.keras               the student encoder, at the end (for matpac-embed)
   probe.json                   with evaluate.linear_probe: pretrained vs random-init accuracy
-Run again on the same workdir, it resumes from the newest checkpoint. A non-finite loss stops
-the run with exit status 1 and keeps the checkpoints already written.
+Run again on the same workdir, it resumes from the newest checkpoint; one run at a time holds a
+workdir (a second is refused, naming the first's pid). The run counts its source first (unless
+data.num_examples is set) and prints how many clips it found, used and dropped, by reason. A
+non-finite loss, a failing input pipeline or a failed write (disk full, ...) stops the run with
+exit status 1 and keeps the checkpoints already written, naming the last good one.
 """
 
 import os
@@ -83,11 +86,10 @@ def main(argv):
     from matpac_keras.training.experiment import check_config
     from matpac_keras.training.loop import train
 
-    try:
-        check_config(_CONFIG.value)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"matpac-train: {error}")
+    check_config(_CONFIG.value)  # before the backend's start-up: a bad field fails at once
     result = train(_CONFIG.value, FLAGS.workdir)
+    if result.data_summary is not None:
+        print(f"data: {result.data_summary}")
     if result.failure is not None:
         kept = result.checkpoint if result.checkpoint is not None else "none written"
         sys.exit(
@@ -96,13 +98,14 @@ def main(argv):
         )
     print(f"trained {result.step} of {result.total_steps} steps; encoder: {result.backbone_path}")
     if result.probe is not None:
-        print(_probe_line(result.probe))
+        print(probe_line(result.probe))
 
 
-def _probe_line(probe: dict) -> str:
+def probe_line(probe: dict) -> str:
+    """The printed verdict of a run's probe (see `matpac_keras.training.probe`)."""
     clips = probe["probe_clips"]
     return (
-        f"linear probe on held-out synthetic clips ({clips['train']} train, {clips['test']} "
+        f"linear probe on {probe['description']} ({clips['train']} train, {clips['test']} "
         f"test): pretrained {probe['pretrained']['accuracy']:.1%}, random init "
         f"{probe['random_init']['accuracy']:.1%} (chance {probe['chance']:.0%})"
     )

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from matpac_keras.audio import AudioError, load_audio
 from matpac_keras.data.dropped import BAD_AUDIO, DroppedClips
+from matpac_keras.errors import InputError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aif", ".aiff")
 
@@ -46,7 +47,7 @@ def audio_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     if isinstance(source, str | os.PathLike):
         files = list_audio_files(source)
         if not files:
-            raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {source}")
+            raise InputError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {source}")
         return files
     if isinstance(source, bytes) or not isinstance(source, Sequence):
         raise TypeError(
@@ -54,7 +55,7 @@ def audio_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list
             f"tf.data.Dataset; got {type(source).__name__}"
         )
     if not source:
-        raise ValueError("source is an empty list of audio files")
+        raise InputError("source is an empty list of audio files")
     return [os.fspath(path) for path in source]
 
 

@@ -9,26 +9,19 @@ it sees the batches an uninterrupted run would have (skipping reads and decodes 
 already seen in that epoch, but computes no log-mel for them).
 """
 
-import os
-import pathlib
+import re
 from collections.abc import Iterator
 
 import numpy as np
-import tensorflow_datasets as tfds
+import tensorflow as tf
 
+from matpac_keras.data.dropped import DroppedClips
+from matpac_keras.data.inventory import open_source
 from matpac_keras.data.pretraining import pretraining_dataset
+from matpac_keras.errors import InputError
 from matpac_keras.frontend import LogMelSpectrogram
 
-
-def open_source(source: str | os.PathLike):
-    """A prepared TFDS dataset directory (holding dataset_info.json) as a builder, else the
-    path itself (a folder of audio files)."""
-    path = pathlib.Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"data.source {os.fspath(source)!r} does not exist")
-    if (path / "dataset_info.json").exists():
-        return tfds.builder_from_directory(os.fspath(path))
-    return os.fspath(path)
+_TF_FUNCTION_NAME = re.compile(r"\{\{function_node [^}]*\}\}")  # TensorFlow's prefix of op errors
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -40,31 +33,44 @@ class AudioBatchStream:
     """Log-mel crop batches [batch, 80, crop_frames] from `source`, epoch after epoch.
 
     Args:
-        source: a folder of audio files or a prepared TFDS dataset directory.
+        source: a folder of audio files, a list of them, a prepared TFDS dataset directory or
+            builder, or a `tf.data.Dataset` of TFDS-style examples (see
+            `matpac_keras.data.inventory.open_source`).
         split: the TFDS split(s) to read, e.g. "balanced_train+unbalanced_train".
         batch_size, crop_frames, shuffle_buffer: see `pretraining_dataset`.
         seed: int. The run's seed.
         epoch_lengths: batches in each finished epoch, as recorded by an earlier run (from a
             checkpoint's metadata); extended as epochs finish.
+        dropped: DroppedClips or None. Where the clips the pipeline drops are counted.
+        description: str or None. The source in words, for errors. Defaults to the source.
+
+    A failure of the pipeline (an epoch without one full batch, a TFDS read error) raises
+    `InputError` from `batches`, and is kept in `error`: under TensorFlow, Keras runs the
+    generator inside tf.data, which re-raises it as an op error.
     """
 
     def __init__(
         self,
-        source: str | os.PathLike,
+        source,
         split: str,
         batch_size: int,
         crop_frames: int,
         seed: int,
         shuffle_buffer: int = 1024,
         epoch_lengths: tuple = (),
+        dropped: DroppedClips | None = None,
+        description: str | None = None,
     ):
         self.source = open_source(source)
+        self.description = description or f"config.data.source {self.source}"
         self.split = split
         self.batch_size = batch_size
         self.crop_frames = crop_frames
         self.seed = seed
         self.shuffle_buffer = shuffle_buffer
         self.epoch_lengths = list(epoch_lengths)
+        self.dropped = DroppedClips() if dropped is None else dropped
+        self.error: InputError | None = None
         self._frontend = LogMelSpectrogram()
 
     def position(self, step: int) -> tuple[int, int]:
@@ -88,22 +94,33 @@ class AudioBatchStream:
             logmel_in_pipeline=False,
             split=self.split,
             shuffle_buffer=self.shuffle_buffer,
+            dropped=self.dropped,
         )
         return waveforms.skip(skip).map(self._frontend).prefetch(2)
 
-    def batches(self, start_step: int) -> Iterator[np.ndarray]:
-        """Batches from global step `start_step` on, forever (the caller bounds the count)."""
+    def batches(self, start_step: int) -> Iterator[tuple[np.ndarray]]:
+        """`(batch,)` from global step `start_step` on, forever (the caller bounds the count)."""
         epoch, skip = self.position(start_step)
         while True:
             count = skip
-            for batch in self._epoch(epoch, skip).as_numpy_iterator():
-                count += 1
-                yield batch
+            try:
+                for batch in self._epoch(epoch, skip).as_numpy_iterator():
+                    count += 1
+                    yield (batch,)
+            except tf.errors.OpError as error:
+                reason = " ".join(_TF_FUNCTION_NAME.sub("", error.message).split())
+                self._fail(f"reading epoch {epoch} failed: {reason}", error)
             if count == 0:
-                raise ValueError(
-                    f"data.source {self.source}: no full batch of {self.batch_size} usable clips "
-                    f"(clips shorter than {self.crop_frames} frames are dropped)"
+                counts = {r: n for r, n in self.dropped.counts.items() if n}
+                self._fail(
+                    f"not one full batch of {self.batch_size} usable clips in an epoch (clips "
+                    f"shorter than {self.crop_frames} frames or undecodable are dropped; "
+                    f"dropped so far: {counts or 'none'})"
                 )
             if epoch == len(self.epoch_lengths):
                 self.epoch_lengths.append(count)
             epoch, skip = epoch + 1, 0
+
+    def _fail(self, reason: str, cause: BaseException | None = None):
+        self.error = InputError(f"{self.description}: {reason}")
+        raise self.error from cause

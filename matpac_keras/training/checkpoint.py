@@ -80,11 +80,15 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"ckpt-{step:08d}.npz"
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # disk full, killed, ...: the older checkpoints stay as they were
+        temporary.unlink(missing_ok=True)
+        raise
     _fsync_directory(directory)
     for _, old in list_checkpoints(workdir)[:-keep] if keep > 0 else []:
         old.unlink()

@@ -6,6 +6,7 @@ TensorFlow needed), whose finished epochs' lengths are kept in the checkpoints.
 Under JAX multi-process data parallelism each process feeds its own rows of every global batch.
 """
 
+from absl import logging
 from ml_collections import ConfigDict
 
 from matpac_keras.training.experiment import SYNTHETIC
@@ -13,41 +14,74 @@ from matpac_keras.training.inputs import RandomCropBatches, logmel_corpus
 
 
 class TrainingData:
-    """Batches from a global step on, and the data position a checkpoint records.
+    """A run's source, counted (`inventory`), then its batches from a global step on, and the
+    data position a checkpoint records.
 
     Args:
         config: the run's config (`data`, `seed`, `train.global_batch_size`).
-        metadata: the metadata of the checkpoint resumed from ({} for a fresh run).
+        source: a Python object replacing `config.data.source` (a `tf.data.Dataset` of
+            TFDS-style examples, a TFDS builder or a list of audio files), or None.
+
+    `inventory` (a `matpac_keras.data.inventory.Inventory`; its `summary()` is the line the
+    run logs and prints) is known once constructed; call `start(metadata)` with the metadata of
+    the checkpoint resumed from ({} for a fresh run) before `batches`.
     """
 
-    def __init__(self, config: ConfigDict, metadata: dict):
+    def __init__(self, config: ConfigDict, source=None):
         data = config.data
         self.config = config
         self.corpus = self.stream = None
-        if data.source == SYNTHETIC:
+        self._source = None
+        self._generator = None
+        if source is None and data.source == SYNTHETIC:
+            from matpac_keras.data.dropped import DroppedClips
+            from matpac_keras.data.inventory import Inventory
+
+            clips = data.synthetic.clips_per_class * _synthetic_classes()
+            self.inventory = Inventory("the synthetic demo corpus", clips, clips, DroppedClips())
+        else:
+            from matpac_keras.data.inventory import open_source, take_inventory
+
+            self._source = open_source(data.source if source is None else source)
+            exclude = tuple(p.strip() for p in data.exclude.split(",") if p.strip())
+            self.inventory = take_inventory(self._source, data.crop_frames, data.split, exclude)
+        logging.info("data: %s", self.inventory.summary())
+
+    def start(self, metadata: dict) -> None:
+        """Builds the batch source, continuing the data position of `metadata`."""
+        data, config = self.config.data, self.config
+        if self._source is None:
             from matpac_keras.demo.synthetic import make_corpus
 
             waveforms, _ = make_corpus(
                 data.synthetic.clips_per_class, data.synthetic.seconds, config.seed
             )
             self.corpus = logmel_corpus(waveforms)
-        else:
-            from matpac_keras.training.audio_input import AudioBatchStream
+            return
+        from matpac_keras.training.audio_input import AudioBatchStream
 
-            self.stream = AudioBatchStream(
-                data.source,
-                data.split,
-                config.train.global_batch_size,
-                data.crop_frames,
-                config.seed,
-                data.shuffle_buffer,
-                epoch_lengths=metadata.get("epoch_lengths", ()),
-            )
+        files = self.inventory.files
+        self.stream = AudioBatchStream(
+            self._source if files is None else files,
+            data.split,
+            config.train.global_batch_size,
+            data.crop_frames,
+            config.seed,
+            data.shuffle_buffer,
+            epoch_lengths=metadata.get("epoch_lengths", ()),
+            dropped=self.inventory.dropped,
+            description=f"config.data.source {self.inventory.description}",
+        )
+
+    @property
+    def error(self):
+        """The InputError the input pipeline failed with, or None."""
+        return None if self.stream is None else self.stream.error
 
     def batches(self, start_step: int, num_steps: int):
         """Input for `fit`: batches `start_step, ..., start_step + num_steps - 1`."""
         if self.stream is not None:
-            batches = self.stream.batches(start_step)
+            batches = self._generator = self.stream.batches(start_step)
         else:
             batches = RandomCropBatches(
                 self.corpus,
@@ -62,8 +96,17 @@ class TrainingData:
             return batches
         if isinstance(batches, RandomCropBatches):
             dataset = batches
-            batches = (dataset[i] for i in range(len(dataset)))
-        return (batch[rows] for batch in batches)
+            batches = ((dataset[i],) for i in range(len(dataset)))
+        return ((batch[rows],) for (batch,) in batches)
+
+    def close(self) -> None:
+        """Stops the input pipeline (its tf.data iterator and threads) if it is suspended."""
+        if self._generator is not None:
+            try:
+                self._generator.close()
+            except ValueError:  # running in a tf.data thread (TensorFlow): it ends with it
+                pass
+            self._generator = None
 
     def position(self, step: int) -> dict:
         """What a checkpoint at `step` records about the data."""
@@ -74,6 +117,12 @@ class TrainingData:
             "data_position": {"epoch": epoch, "batch": batch},
             "epoch_lengths": list(self.stream.epoch_lengths),
         }
+
+
+def _synthetic_classes() -> int:
+    from matpac_keras.demo.synthetic import NUM_CLASSES
+
+    return NUM_CLASSES
 
 
 def process_rows(config: ConfigDict) -> slice | None:

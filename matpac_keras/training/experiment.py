@@ -10,6 +10,7 @@ from ml_collections import ConfigDict
 from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.demo.synthetic import NUM_CLASSES
 from matpac_keras.distribute import KINDS
+from matpac_keras.errors import InputError
 from matpac_keras.frontend import SAMPLE_RATE, num_frames
 from matpac_keras.optimizers import AdamW
 from matpac_keras.pretrainer import MatpacPretrainer
@@ -18,62 +19,96 @@ from matpac_keras.schedules import StepBudget, WarmupCosineDecay, step_budget
 SYNTHETIC = "synthetic"  # data.source of the demo corpus
 
 
-def check_config(config: ConfigDict) -> None:
-    """Raises ValueError (FileNotFoundError for a missing data.source) naming the first field
-    of `config` that cannot work, before anything is built."""
+def check_config(config: ConfigDict, source=None) -> None:
+    """Raises InputError naming the first field of `config` that cannot work, before anything
+    is built or the source is read (`source`: a Python object replacing data.source).
+
+    What needs the source's size (the step budget when data.num_examples is None, i.e.
+    counted) is checked by `check_budget` once the source is counted."""
     train, data = config.train, config.data
     for name in ("log_every", "checkpoint_every", "keep_checkpoints", "global_batch_size"):
         if train[name] < 1:
-            raise ValueError(f"config.train.{name} must be at least 1; got {train[name]}")
+            raise InputError(f"config.train.{name} must be at least 1; got {train[name]}")
     if train.checkpoint_every % train.log_every:
-        raise ValueError(
+        raise InputError(
             f"config.train.checkpoint_every={train.checkpoint_every} must be a multiple of "
             f"config.train.log_every={train.log_every} (so that a resumed run logs the same "
             "windows as an uninterrupted one)"
         )
     if train.distribution not in KINDS:
-        raise ValueError(
+        raise InputError(
             f"config.train.distribution must be one of {KINDS}; got {train.distribution!r}"
         )
     if data.crop_frames > config.model.max_frames:
-        raise ValueError(
+        raise InputError(
             f"config.data.crop_frames={data.crop_frames} exceeds config.model.max_frames="
             f"{config.model.max_frames}"
         )
-    budget = run_budget(config)
+    if data.num_examples is not None:
+        if data.num_examples < 1:
+            raise InputError(
+                f"config.data.num_examples must be at least 1 (or None: count the source); got "
+                f"{data.num_examples}"
+            )
+        check_budget(config, data.num_examples)
+    if source is None:
+        _check_source(config)
+
+
+def check_budget(
+    config: ConfigDict, num_examples: int, usable: int | None = None, summary: str = ""
+) -> StepBudget:
+    """The run's step budget for `num_examples` clips per epoch; raises InputError if one
+    batch needs more than the `usable` clips of the source (`summary`: its counts, for the
+    message), or the run has no step or no room after its warm-up."""
+    train = config.train
+    if usable is not None and usable < train.global_batch_size:
+        raise InputError(
+            f"config.data.source: {summary or f'{usable} usable clips'}: fewer usable clips "
+            f"than one batch of config.train.global_batch_size={train.global_batch_size}"
+        )
+    if num_examples < train.global_batch_size:
+        raise InputError(
+            f"config.data.num_examples={num_examples} clips per epoch, fewer than one batch of "
+            f"config.train.global_batch_size={train.global_batch_size}"
+        )
+    budget = run_budget(config, num_examples)
+    if budget.total_steps < 1:
+        raise InputError(
+            f"config.train.epochs={train.epochs} of {num_examples} clips at "
+            f"config.train.global_batch_size={train.global_batch_size} is no step at all"
+        )
     if not 0 <= budget.warmup_steps < budget.total_steps:
-        raise ValueError(
+        raise InputError(
             f"config.train.warmup_epochs={train.warmup_epochs} gives {budget.warmup_steps} "
             f"warm-up steps; config.train.epochs={train.epochs} gives {budget.total_steps} steps "
             "in all: the warm-up must be shorter"
         )
-    _check_source(config)
+    return budget
 
 
 def _check_source(config: ConfigDict) -> None:
-    data, probe = config.data, config.evaluate.linear_probe
+    data = config.data
     if data.source is None:
-        raise ValueError(
+        raise InputError(
             "config.data.source is not set: 'synthetic', a prepared TFDS dataset directory or "
             "a folder of audio files"
         )
     if data.source == SYNTHETIC:
         clips = data.synthetic.clips_per_class * NUM_CLASSES
-        if data.num_examples != clips:
-            raise ValueError(
+        if data.num_examples is not None and data.num_examples != clips:
+            raise InputError(
                 f"config.data.num_examples={data.num_examples}, but the synthetic corpus has "
                 f"{clips} clips (data.synthetic.clips_per_class x {NUM_CLASSES} classes)"
             )
         frames = num_frames(round(data.synthetic.seconds * SAMPLE_RATE))
         if frames < data.crop_frames:
-            raise ValueError(
+            raise InputError(
                 f"config.data.synthetic.seconds={data.synthetic.seconds} gives clips of {frames} "
                 f"frames, fewer than config.data.crop_frames={data.crop_frames}"
             )
     elif not pathlib.Path(data.source).exists():
-        raise FileNotFoundError(f"config.data.source {data.source!r} does not exist")
-    elif probe:
-        raise ValueError("config.evaluate.linear_probe needs data.source='synthetic' (labelled)")
+        raise InputError(f"config.data.source {data.source!r} does not exist")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -97,10 +132,14 @@ def seed_everything(seed: int, deterministic: bool) -> None:
             os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
 
 
-def run_budget(config: ConfigDict) -> StepBudget:
-    """The run's length, warm-up and tau_t ramp in optimizer steps, from epochs (SPEC 5)."""
+def run_budget(config: ConfigDict, num_examples: int | None = None) -> StepBudget:
+    """The run's length, warm-up and tau_t ramp in optimizer steps, from epochs (SPEC 5), for
+    epochs of `num_examples` clips (default: config.data.num_examples, which must be set)."""
+    num_examples = config.data.num_examples if num_examples is None else num_examples
+    if num_examples is None:
+        raise InputError("config.data.num_examples is None (count the source): count it first")
     return step_budget(
-        num_examples=config.data.num_examples,
+        num_examples=num_examples,
         global_batch_size=config.train.global_batch_size,
         epochs=config.train.epochs,
         warmup_epochs=config.train.warmup_epochs,

@@ -11,7 +11,9 @@ is given then (a longer `train.epochs` extends a finished run; the schedules fol
 length).
 """
 
+import copy
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -21,6 +23,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from matpac_keras.distribute import training_scope
+from matpac_keras.errors import InputError
 from matpac_keras.training import checkpoint
 from matpac_keras.training.callbacks import TrainingMonitor
 from matpac_keras.training.data_source import TrainingData
@@ -28,17 +31,24 @@ from matpac_keras.training.experiment import (
     build_backbone,
     build_optimizer,
     build_pretrainer,
+    check_budget,
     check_config,
-    run_budget,
     seed_everything,
 )
 from matpac_keras.training.metrics_log import MetricsWriter
+from matpac_keras.workdir_lock import workdir_lock
+
+# Errors of a full, read-only, forbidden or failing file system while writing the run's files.
+_WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+)
 
 
 @dataclasses.dataclass
 class TrainResult:
     """How a run ended: its last step, newest checkpoint, failure message (None if it
-    finished), the exported backbone, and the probe accuracies (demo only)."""
+    finished), the exported backbone, the probe accuracies (with evaluate.linear_probe), and
+    the data summary (clips found, used and dropped by reason)."""
 
     step: int
     total_steps: int
@@ -46,6 +56,12 @@ class TrainResult:
     failure: str | None = None
     backbone_path: pathlib.Path | None = None
     probe: dict | None = None
+    data_summary: str | None = None
+
+
+class WriteError(InputError):
+    """Writing a checkpoint, the metrics or the encoder failed (disk full, read-only, ...); the
+    message names the file, the reason and the last good checkpoint."""
 
 
 def _write_json(path: pathlib.Path, value) -> None:
@@ -54,13 +70,65 @@ def _write_json(path: pathlib.Path, value) -> None:
     os.replace(temporary, path)
 
 
-def train(config: ConfigDict, workdir: str | os.PathLike) -> TrainResult:
-    """Runs (or resumes) the pretraining of `config` in `workdir`."""
-    check_config(config)
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+def train(config: ConfigDict, workdir: str | os.PathLike, source=None) -> TrainResult:
+    """Runs (or resumes) the pretraining of `config` in `workdir`.
+
+    Args:
+        config: the run's config (see `configs/matpac.py`). `data.num_examples` None: the
+            usable clips of the source, counted now (the schedules follow it).
+        workdir: the run's folder; one run at a time holds it (`workdir_lock`).
+        source: None (read `config.data.source`), or a Python object replacing it: a
+            `tf.data.Dataset` of TFDS-style examples (dicts whose "audio" is a 1-D 16 kHz
+            waveform, int16 or float; iterated once per epoch, so it must give the same
+            examples each time for a resumed run to see an uninterrupted run's batches), a
+            prepared TFDS builder or a list of audio files.
+
+    Raises:
+        InputError: a bad config, source or workdir (`WorkdirLockedError`: another run holds
+            it), a failing input pipeline, or `WriteError`.
+    """
+    check_config(config, source)
+    with workdir_lock(workdir):
+        workdir = pathlib.Path(workdir)
+        try:
+            return _train(config, workdir, source)
+        except OSError as error:
+            if error.errno not in _WRITE_ERRNOS:
+                raise
+            raise _write_error(error, workdir) from error
+
+
+def _write_error(error: OSError, workdir: pathlib.Path) -> WriteError:
+    checkpoint.remove_partial_files(workdir)
+    latest = checkpoint.latest_checkpoint(workdir)
+    kept = f"{latest} (intact)" if latest is not None else "none written yet"
+    where = error.filename if error.filename is not None else workdir
+    return WriteError(
+        f"{where}: cannot write: {error.strerror or error}. Last good checkpoint: {kept}. "
+        "Free space (or make the folder writable) and run the same command again to resume."
+    )
+
+
+def _train(config: ConfigDict, workdir: pathlib.Path, source) -> TrainResult:
     seed_everything(config.seed, config.deterministic)
-    budget = run_budget(config)
+    data = TrainingData(config, source)
+    if config.data.num_examples is None:  # count the source: the schedules follow it
+        config = copy.deepcopy(config)
+        config.data.num_examples = data.inventory.usable
+        if config.data.num_examples is None:
+            raise InputError(
+                "config.data.num_examples: the source's length is unknown (a tf.data.Dataset of "
+                "unknown cardinality): set it to its number of clips"
+            )
+    budget = check_budget(
+        config, config.data.num_examples, data.inventory.usable, data.inventory.summary()
+    )
+    logging.info(
+        "%d clips per epoch, %d steps of %d",
+        config.data.num_examples,
+        budget.total_steps,
+        config.train.global_batch_size,
+    )
     with training_scope(config.train.distribution):
         pretrainer = build_pretrainer(config, budget)
         pretrainer.compile(optimizer=build_optimizer(config.optim, budget))
@@ -74,26 +142,33 @@ def train(config: ConfigDict, workdir: str | os.PathLike) -> TrainResult:
         _write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
         result = TrainResult(start, budget.total_steps, latest)
         if start < budget.total_steps:
-            result = _fit(config, workdir, pretrainer, budget.total_steps, start, metadata)
+            result = _fit(config, workdir, pretrainer, data, budget.total_steps, start, metadata)
+        result.data_summary = data.inventory.summary()
+        logging.info("data: %s", result.data_summary)
         if result.failure is not None:
             return result
     result.backbone_path = workdir / "backbone.keras"
     temporary = workdir / "backbone.tmp.keras"
-    pretrainer.backbone.save(temporary)
+    try:
+        pretrainer.backbone.save(temporary)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     os.replace(temporary, result.backbone_path)
     if config.evaluate.linear_probe:
-        from matpac_keras.demo.evaluate import compare_with_random_init
+        from matpac_keras.training.probe import compare_with_random_init, load_probe_data
 
+        probe_data = load_probe_data(config)
         keras.utils.set_random_seed(config.seed)  # the initialisation the run started from
         result.probe = compare_with_random_init(
-            pretrainer.backbone, build_backbone(config.model), config
+            pretrainer.backbone, build_backbone(config.model), probe_data, config.seed
         )
         _write_json(workdir / "probe.json", result.probe)
     return result
 
 
-def _fit(config, workdir, pretrainer, total_steps: int, start: int, metadata: dict):
-    data = TrainingData(config, metadata)
+def _fit(config, workdir, pretrainer, data, total_steps: int, start: int, metadata: dict):
+    data.start(metadata)
     writer = MetricsWriter(workdir, start, config.train.tensorboard)
     static = {
         "config": json.loads(config.to_json_best_effort()),
@@ -120,7 +195,12 @@ def _fit(config, workdir, pretrainer, total_steps: int, start: int, metadata: di
             verbose=config.train.verbose,
             shuffle=False,
         )
+    except Exception as error:
+        if data.error is not None and data.error is not error:  # re-raised by tf.data
+            raise data.error from None
+        raise
     finally:
+        data.close()
         writer.close()
     newest = checkpoint.latest_checkpoint(workdir)
     return TrainResult(monitor.step, total_steps, newest, monitor.failure)
