@@ -72,6 +72,6 @@ def _fsdd(config: config_dict.ConfigDict) -> None:
     config.data.exclude = TEST_PATTERN
     config.data.crop_frames = 32
     config.model.max_frames = 32
-    config.train.update(dict(global_batch_size=64, epochs=60.0, warmup_epochs=3.0))
-    config.train.update(dict(teacher_temperature_epochs=6.0, log_every=25, checkpoint_every=250))
+    config.train.update(dict(global_batch_size=64, epochs=24.0, warmup_epochs=2.0))
+    config.train.update(dict(teacher_temperature_epochs=4.0, log_every=25, checkpoint_every=250))
     config.evaluate.probe_source = "fsdd_digits"

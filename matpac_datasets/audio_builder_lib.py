@@ -5,6 +5,12 @@ Every builder stores full-length 16 kHz mono int16 audio decoded, downmixed and 
 is shorter than a builder's minimum length is never written: it is skipped with a logged, counted
 reason (`builder.skipped`, and `info.metadata["skipped"]` once prepared), or, for a builder created
 with `skip_bad_files=False`, the first missing or undecodable file raises an error naming it.
+
+Symbolic links: a file whose real path (every link resolved) is inside the manual dir (or the
+folder a builder reads, e.g. `AudioFolderConfig.folder`) is read, whether or not it is reached
+through links; one whose real path is outside it is skipped and counted as `external_symlink`,
+unless the builder is created with `follow_external_symlinks=True`. So a manual dir of links
+into the user's own tree cannot make a builder read, and store, files from anywhere else.
 """
 
 from __future__ import annotations
@@ -34,6 +40,14 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aif", ".aiff")
 MISSING = "missing"  # listed in the metadata, but the audio file is absent
 BAD_AUDIO = "bad_audio"  # matpac_keras.audio.AudioError: corrupt, empty, NaN, unreadable
 TOO_SHORT = "too_short"  # decodes fine but is shorter than the builder's minimum length
+EXTERNAL_SYMLINK = "external_symlink"  # a link that leaves the manual dir (not followed)
+
+SYMLINK_POLICY = """
+    Symbolic links: files reached through links are read when their real path is inside the
+    manual dir; links leading outside it are skipped and counted as `external_symlink`, unless
+    the builder is created with `follow_external_symlinks=True` (e.g. `tfds.load(...,
+    builder_kwargs={"follow_external_symlinks": True})`).
+"""
 
 _LOGGED_PER_REASON = 10  # individual warnings per split and reason; the rest only in the summary
 _DECODE_WORKERS = min(8, os.cpu_count() or 1)
@@ -130,7 +144,7 @@ class SkippedFile:
 
     split: str
     key: str
-    reason: str  # MISSING, BAD_AUDIO or TOO_SHORT
+    reason: str  # MISSING, BAD_AUDIO, TOO_SHORT or EXTERNAL_SYMLINK
     message: str
 
 
@@ -141,6 +155,10 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       skip_bad_files: bool. If True, missing and undecodable files are skipped, logged and counted;
         if False, the first one raises (FileNotFoundError or matpac_keras.audio.AudioError).
         Clips under a builder's minimum length are always skipped. Defaults to True.
+      follow_external_symlinks: bool. Read files whose real path (links resolved) is outside
+        the manual dir. If False, they are skipped and counted as `external_symlink` (in both
+        `skip_bad_files` modes); links that stay inside it are always followed. Defaults to
+        False.
       **kwargs: passed to `tfds.core.GeneratorBasedBuilder` (data_dir, config, version, ...).
 
     Example:
@@ -148,11 +166,34 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       `tfds.load("matpac_esc50", builder_kwargs={"skip_bad_files": False})`.
     """
 
-    def __init__(self, *, skip_bad_files: bool = True, **kwargs: Any):
+    def __init_subclass__(cls, **kwargs: Any):
+        """Every builder's MANUAL_DOWNLOAD_INSTRUCTIONS end with the symbolic link policy."""
+        super().__init_subclass__(**kwargs)
+        instructions = cls.__dict__.get("MANUAL_DOWNLOAD_INSTRUCTIONS")
+        if instructions and SYMLINK_POLICY.strip() not in instructions:
+            cls.MANUAL_DOWNLOAD_INSTRUCTIONS = instructions.rstrip() + "\n" + SYMLINK_POLICY
+
+    def __init__(
+        self, *, skip_bad_files: bool = True, follow_external_symlinks: bool = False, **kwargs: Any
+    ):
         super().__init__(**kwargs)
         self._original_state["skip_bad_files"] = skip_bad_files  # kept when pickled
+        self._original_state["follow_external_symlinks"] = follow_external_symlinks
         self.skip_bad_files = skip_bad_files
+        self.follow_external_symlinks = follow_external_symlinks
         self.skipped: list[SkippedFile] = []
+        self._source_root: str | None = None
+
+    def _download_and_prepare(self, dl_manager, *args: Any, **kwargs: Any):
+        try:
+            self.set_source_root(dl_manager.manual_dir)
+        except (AssertionError, ValueError, AttributeError):  # no manual dir given
+            self._source_root = None
+        return super()._download_and_prepare(dl_manager, *args, **kwargs)
+
+    def set_source_root(self, root: epath.PathLike) -> None:
+        """The folder whose files may be read when links lead elsewhere (default: manual dir)."""
+        self._source_root = os.path.realpath(os.fspath(root))
 
     def _audio_info(self, features: Mapping[str, Any], **kwargs: Any) -> tfds.core.DatasetInfo:
         """DatasetInfo with the 16 kHz `audio` feature plus `features`, README and CITATIONS."""
@@ -182,7 +223,8 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         min_samples = max(1, math.ceil(round(min_seconds * SAMPLE_RATE, 6)))
         counts: collections.Counter[str] = collections.Counter()
         written = 0
-        for clip, result in _decode_in_order(clips, min_samples):
+        boundary = None if self.follow_external_symlinks else self._source_root
+        for clip, result in _decode_in_order(clips, min_samples, boundary):
             if isinstance(result, np.ndarray):
                 written += 1
                 yield clip.key, {**clip.features, "audio": result}
@@ -204,13 +246,27 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         )
 
 
-def _decode(clip: Clip, min_samples: int) -> np.ndarray | tuple[str, Exception]:
-    """int16 16 kHz waveform of `clip`, or (reason, error) when it cannot be used."""
+def _outside(path: epath.Path, boundary: str) -> str | None:
+    """The real path of `path` if it is outside the folder `boundary` (a real path), else None."""
+    real = os.path.realpath(os.fspath(path))
+    return None if os.path.commonpath([real, boundary]) == boundary else real
+
+
+def _decode(
+    clip: Clip, min_samples: int, boundary: str | None = None
+) -> np.ndarray | tuple[str, Exception]:
+    """int16 16 kHz waveform of `clip`, or (reason, error) when it cannot be used. With a
+    `boundary` (a real path), a file whose real path is outside it is not read."""
     path = clip.path
     if path is None:
         return MISSING, FileNotFoundError(f"{clip.key}: listed, but no audio file is known for it")
     if not path.exists():
         return MISSING, FileNotFoundError(f"{os.fspath(path)}: listed but not found")
+    if boundary is not None and (real := _outside(path, boundary)) is not None:
+        return EXTERNAL_SYMLINK, ValueError(
+            f"{os.fspath(path)}: a symbolic link to {real}, outside {boundary}: not followed "
+            "(create the builder with follow_external_symlinks=True to read it)"
+        )
     try:
         wave = audio.load_audio(os.fspath(path), sample_rate=SAMPLE_RATE, min_samples=1)
     except audio.AudioError as error:
@@ -224,14 +280,14 @@ def _decode(clip: Clip, min_samples: int) -> np.ndarray | tuple[str, Exception]:
 
 
 def _decode_in_order(
-    clips: Iterable[Clip], min_samples: int
+    clips: Iterable[Clip], min_samples: int, boundary: str | None = None
 ) -> Iterator[tuple[Clip, np.ndarray | tuple[str, Exception]]]:
     """Decodes a few clips ahead in a thread pool, overlapping decoding with TFDS's writing."""
     window = 2 * _DECODE_WORKERS
     with concurrent.futures.ThreadPoolExecutor(_DECODE_WORKERS) as pool:
         pending: collections.deque = collections.deque()
         for clip in clips:
-            pending.append((clip, pool.submit(_decode, clip, min_samples)))
+            pending.append((clip, pool.submit(_decode, clip, min_samples, boundary)))
             if len(pending) >= window:
                 done_clip, future = pending.popleft()
                 yield done_clip, future.result()

@@ -5,9 +5,22 @@ subtype), checked, mixed to mono and resampled (soxr 'HQ'), so the embedding CLI
 builders and the tf.data pipelines all see identical samples. Integer PCM is scaled to [-1, 1)
 by libsndfile; nothing is clipped or rescaled here (float files and resampling overshoot keep
 their values).
+
+`stream_audio` decodes a file block by block (soundfile blocks, soxr's streaming resampler), so
+a long file is never in memory whole; `load_audio` is the concatenation of its blocks, bit for
+bit (soxr's stream gives exactly its one-shot result).
+
+A file shorter than its header says is refused as truncated: for WAV the `data` chunk's size
+is read from the RIFF header (libsndfile silently reports only the frames present); for other
+formats with a length in their header (FLAC, MP3 with a Xing/Info frame) the frames decoded
+are compared with it at the end of the file. Headers that state no length (a WAV `data` size
+of 0 or a placeholder of 2 GiB or more, written by streaming encoders; Ogg, which stores none)
+are not checked.
 """
 
 import os
+import struct
+from collections.abc import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -16,8 +29,12 @@ import soxr
 from matpac_keras.errors import InputError
 
 SAMPLE_RATE = 16000
+BLOCK_FRAMES = 1 << 18  # frames decoded at once by stream_audio (5.5 s at 48 kHz)
 
 _DECODE_ERRORS = (sf.SoundFileError, RuntimeError, TypeError)
+# WAVE format tags whose block align is one frame: PCM, IEEE float, A-law, mu-law, extensible.
+_FRAME_ALIGNED_WAV_FORMATS = (0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE)
+_UNKNOWN_WAV_SIZE = 0x80000000  # data sizes from here up are streaming writers' placeholders
 
 
 class AudioError(InputError):
@@ -53,15 +70,130 @@ def _check_file(path: str) -> None:
         raise AudioError(f"{path}: not a regular file")
 
 
+def wav_declared_frames(path: str | os.PathLike) -> int | None:
+    """Frames a RIFF/RIFX WAVE header declares (its `data` chunk size / block align).
+
+    None when the file is not such a WAV, its format is compressed (a block is not one frame),
+    or the header states no length (size 0 or a streaming placeholder of 2 GiB or more).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
+                return None
+            endian = "<" if head[:4] == b"RIFF" else ">"
+            block_align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                chunk_id, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+                if chunk_id == b"fmt ":
+                    fmt = f.read(min(size, 16))
+                    if len(fmt) < 14:
+                        return None
+                    tag, _, _, _, block_align = struct.unpack(endian + "HHIIH", fmt[:14])
+                    if tag not in _FRAME_ALIGNED_WAV_FORMATS or block_align == 0:
+                        return None
+                    f.seek(size - len(fmt) + (size & 1), os.SEEK_CUR)
+                elif chunk_id == b"data":
+                    if block_align is None or size == 0 or size >= _UNKNOWN_WAV_SIZE:
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def _truncated(path: str, declared: int, present: int) -> AudioError:
+    return AudioError(f"{path}: truncated: header declares {declared} frames, {present} present")
+
+
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(sample_rate, frames, channels) of an audio file, read from its header."""
+    """(sample_rate, frames, channels) of an audio file, read from its header.
+
+    Raises:
+        AudioError: missing or unreadable file, or a WAV whose data is shorter than its
+            header declares (other formats show truncation only when decoded).
+    """
     path = os.fspath(path)
     _check_file(path)
     try:
         info = sf.info(path)
     except _DECODE_ERRORS as e:
         raise AudioError(f"{path}: cannot read audio header: {e}") from e
+    declared = wav_declared_frames(path)
+    if declared is not None and declared > info.frames:
+        raise _truncated(path, declared, info.frames)
     return info.samplerate, info.frames, info.channels
+
+
+def stream_audio(
+    path: str | os.PathLike,
+    sample_rate: int = SAMPLE_RATE,
+    min_samples: int = 400,
+    max_seconds: float | None = None,
+    block_frames: int = BLOCK_FRAMES,
+) -> Iterator[np.ndarray]:
+    """Decodes `path` block by block: yields float32 mono blocks [n] at `sample_rate`.
+
+    The blocks concatenated equal `load_audio(path, ...)` exactly. Checks are made as the file
+    is read, so an AudioError can come after some blocks (the file is truncated, a block holds
+    NaN, or the whole is too short): a caller must discard what it made of the earlier ones.
+
+    Args:
+        path, sample_rate, min_samples, max_seconds: as for `load_audio`.
+        block_frames: int. Frames (at the file's rate) decoded at a time. Defaults to 2**18.
+
+    Raises:
+        AudioError: as `load_audio`.
+    """
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"max_seconds must be positive or None, got {max_seconds}")
+    if block_frames < 1:
+        raise ValueError(f"block_frames must be positive, got {block_frames}")
+    path = os.fspath(path)
+    _check_file(path)
+    wav_frames = wav_declared_frames(path)
+    try:
+        with sf.SoundFile(path) as f:
+            orig_rate, declared = f.samplerate, f.frames
+            if wav_frames is not None and wav_frames > declared:
+                raise _truncated(path, wav_frames, declared)
+            wanted = declared if max_seconds is None else int(np.ceil(max_seconds * orig_rate))
+            wanted = min(wanted, declared)
+            resampler = None
+            if orig_rate != sample_rate:
+                resampler = soxr.ResampleStream(
+                    orig_rate, sample_rate, 1, dtype="float32", quality="HQ"
+                )
+            decoded = produced = 0
+            while decoded < wanted:
+                data = f.read(min(block_frames, wanted - decoded), dtype="float32", always_2d=True)
+                if data.shape[0] == 0:
+                    break
+                decoded += data.shape[0]
+                if not np.isfinite(data).all():
+                    raise AudioError(f"{path}: audio contains NaN or infinite values")
+                block = to_mono(data)
+                if resampler is not None:
+                    block = resampler.resample_chunk(block, last=decoded >= wanted)
+                produced += block.shape[0]
+                if block.shape[0]:
+                    yield block
+    except _DECODE_ERRORS as e:
+        raise AudioError(f"{path}: cannot decode audio: {e}") from e
+    if decoded < wanted:
+        raise _truncated(path, declared, decoded)
+    if decoded == 0:
+        raise AudioError(f"{path}: empty audio (0 frames)")
+    if produced < min_samples:
+        raise AudioError(
+            f"{path}: too short: {produced} samples "
+            f"({produced / sample_rate:.4f} s) at {sample_rate} Hz, "
+            f"minimum is {min_samples} samples"
+        )
 
 
 def load_audio(
@@ -81,28 +213,8 @@ def load_audio(
             (the rest is ignored, which bounds memory on long files). Defaults to None (all).
 
     Raises:
-        AudioError: missing, unreadable or corrupt file, 0 frames, NaN/inf, or too short.
+        AudioError: missing, unreadable, corrupt or truncated file, 0 frames, NaN/inf, or too
+            short.
     """
-    if max_seconds is not None and max_seconds <= 0:
-        raise ValueError(f"max_seconds must be positive or None, got {max_seconds}")
-    path = os.fspath(path)
-    _check_file(path)
-    try:
-        with sf.SoundFile(path) as f:
-            orig_rate = f.samplerate
-            frames = -1 if max_seconds is None else int(np.ceil(max_seconds * orig_rate))
-            data = f.read(frames, dtype="float32", always_2d=True)
-    except _DECODE_ERRORS as e:
-        raise AudioError(f"{path}: cannot decode audio: {e}") from e
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: empty audio (0 frames)")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{path}: audio contains NaN or infinite values")
-    waveform = resample(to_mono(data), orig_rate, sample_rate)
-    if waveform.shape[0] < min_samples:
-        raise AudioError(
-            f"{path}: too short: {waveform.shape[0]} samples "
-            f"({waveform.shape[0] / sample_rate:.4f} s) at {sample_rate} Hz, "
-            f"minimum is {min_samples} samples"
-        )
-    return waveform
+    blocks = list(stream_audio(path, sample_rate, min_samples, max_seconds))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)

@@ -4,21 +4,26 @@ The architecture is read from tensor shapes; the number of attention heads canno
 comes from a head width (64 for the encoder, 32 for the predictor, as in the official models)
 unless given. Loading is strict: every Keras weight must receive exactly one checkpoint tensor
 of the right shape and every checkpoint tensor must be used, else `CheckpointMismatchError`
-names the first offending tensor.
+names the first offending tensor. The arguments shapes cannot tell (`num_heads`,
+`predictor_num_heads`, `num_mels`) are checked against the checkpoint before a model is built:
+a bad one raises an InputError naming it.
 """
 
+import numbers
 import re
 
 import numpy as np
 
 from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.errors import InputError
+from matpac_keras.layers import sincos_2d
 from matpac_keras.pretrainer import MatpacPretrainer
 
 ENCODER_PREFIX = "student_encoder."
 EMA_KEY, HEAD_EMA_KEY = "_ema", "_cls_head_ema"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(InputError):
     """The checkpoint does not fit the model (missing, unexpected or mis-shaped tensor)."""
 
 
@@ -43,30 +48,91 @@ def _flatten(state: dict) -> dict:
     return flat
 
 
-def _heads_from_width(dim: int, head_width: int, what: str) -> int:
+def _heads_from_width(dim: int, head_width: int, what: str, argument: str) -> int:
     if dim % head_width:
         raise CheckpointMismatchError(
-            f"{what} width {dim} is not a multiple of head width {head_width}: pass num_heads"
+            f"{what} width {dim} is not a multiple of head width {head_width}: pass {argument}"
         )
     return dim // head_width
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_heads(num_heads, dim: int, argument: str, what: str) -> int:
+    if not _is_int(num_heads) or num_heads < 1 or dim % num_heads:
+        raise InputError(f"{argument}={num_heads}: must be a positive divisor of the {what} {dim}")
+    return int(num_heads)
+
+
+def _check_num_mels(num_mels, state: dict, embed_dim: int, patch_size: int) -> int:
+    """`num_mels` if the checkpoint's position table is a (num_mels / patch) x T grid."""
+    positions = state["pos_embed"].reshape(-1, embed_dim)[1:]
+    tokens = positions.shape[0]
+    if not _is_int(num_mels) or num_mels < patch_size or num_mels % patch_size:
+        raise InputError(
+            f"num_mels={num_mels}: must be a positive multiple of the patch size {patch_size}"
+        )
+
+    def is_grid(freq: int) -> bool:
+        if tokens % freq or embed_dim % 4:
+            return False
+        table = sincos_2d(embed_dim, freq, tokens // freq).reshape(-1, embed_dim)
+        return bool(np.allclose(positions, table, atol=1e-5))
+
+    freq = num_mels // patch_size
+    if tokens % freq:
+        raise InputError(
+            f"num_mels={num_mels}: {freq} frequency patches do not divide the checkpoint's "
+            f"{tokens} position tokens"
+        )
+    if not is_grid(freq):
+        # Blame num_mels only if another grid fits; else the table itself is wrong, and
+        # loading names the tensor.
+        found = [f for f in range(1, tokens + 1) if is_grid(f)]
+        if found:
+            raise InputError(
+                f"num_mels={num_mels}: the checkpoint's position table is not a grid of {freq} "
+                f"frequency x {tokens // freq} time patches (it fits "
+                f"num_mels={found[0] * patch_size})"
+            )
+    return int(num_mels)
+
+
 def backbone_config(state: dict, num_heads: int | None = None, num_mels: int = 80) -> dict:
-    """MatpacBackbone arguments read from an official state_dict."""
+    """MatpacBackbone arguments read from an official state_dict.
+
+    Raises:
+        CheckpointMismatchError: not a MATPAC checkpoint.
+        InputError: `num_heads` does not divide the encoder width, or `num_mels` does not fit
+            the checkpoint's patch size and position table.
+    """
     state = _flatten(state)
-    for key in ("patch_embed.proj.weight", "pos_embed", f"{ENCODER_PREFIX}norm.weight"):
+    required = (
+        "patch_embed.proj.weight",
+        "pos_embed",
+        f"{ENCODER_PREFIX}norm.weight",
+        f"{ENCODER_PREFIX}blocks.0.mlp.fc1.weight",
+    )
+    for key in required:
         if key not in state:
             raise CheckpointMismatchError(f"not a MATPAC checkpoint: tensor {key!r} is missing")
     embed_dim, _, patch_size, _ = state["patch_embed.proj.weight"].shape
-    num_tokens = state["pos_embed"].shape[1] - 1
+    embed_dim, patch_size = int(embed_dim), int(patch_size)
+    num_mels = _check_num_mels(num_mels, state, embed_dim, patch_size)
+    if num_heads is None:
+        num_heads = _heads_from_width(embed_dim, 64, "encoder", "num_heads")
+    num_heads = _check_heads(num_heads, embed_dim, "num_heads", "encoder width")
+    num_tokens = state["pos_embed"].reshape(-1, embed_dim).shape[0] - 1
     time_patches = num_tokens // (num_mels // patch_size)
     fc1 = state[f"{ENCODER_PREFIX}blocks.0.mlp.fc1.weight"]
     return dict(
-        embed_dim=int(embed_dim),
+        embed_dim=embed_dim,
         depth=_count_blocks(state, f"{ENCODER_PREFIX}blocks."),
-        num_heads=num_heads or _heads_from_width(int(embed_dim), 64, "encoder"),
+        num_heads=num_heads,
         mlp_ratio=fc1.shape[0] / embed_dim,
-        patch_size=int(patch_size),
+        patch_size=patch_size,
         num_mels=num_mels,
         max_frames=int(time_patches * patch_size),
     )
@@ -80,18 +146,29 @@ def _mcl_prefix(state: dict) -> str | None:
 
 
 def pretrainer_config(state: dict, predictor_num_heads: int | None = None) -> dict:
-    """MatpacPretrainer arguments (besides the backbone) read from a full training state_dict."""
+    """MatpacPretrainer arguments (besides the backbone) read from a full training state_dict.
+
+    Raises:
+        CheckpointMismatchError: not a training checkpoint.
+        InputError: `predictor_num_heads` does not divide the predictor width.
+    """
     state = _flatten(state)
     if "decoder.decoder_embed.weight" not in state:
         raise CheckpointMismatchError("not a training checkpoint: 'decoder.*' tensors are missing")
-    predictor_dim = state["decoder.decoder_embed.weight"].shape[0]
+    predictor_dim = int(state["decoder.decoder_embed.weight"].shape[0])
+    if predictor_num_heads is None:
+        predictor_num_heads = _heads_from_width(
+            predictor_dim, 32, "predictor", "predictor_num_heads"
+        )
+    predictor_num_heads = _check_heads(
+        predictor_num_heads, predictor_dim, "predictor_num_heads", "predictor width"
+    )
     mcl = _mcl_prefix(state)
     head = "cls_student_head."
     return dict(
-        predictor_dim=int(predictor_dim),
+        predictor_dim=predictor_dim,
         predictor_depth=_count_blocks(state, "decoder.decoder_blocks."),
-        predictor_heads=predictor_num_heads
-        or _heads_from_width(int(predictor_dim), 32, "predictor"),
+        predictor_heads=predictor_num_heads,
         num_prediction_heads=_count_blocks(state, mcl) if mcl else 1,
         head_hidden_dim=int(state[f"{head}mlp.0.weight"].shape[0]),
         head_bottleneck_dim=int(state[f"{head}mlp.4.weight"].shape[0]),

@@ -8,10 +8,20 @@ mean over all time steps, padded ones included, as in the official code.
 - "precise" pads to a multiple of the patch size: the last chunk may be shorter.
 - "fast" pads to a multiple of `max_frames`: every chunk is full and all go in one batch.
 
-All full-length chunks of all clips are encoded together, in batches of `batch_size`.
+Two ways in, one chunk code (`chunk_lengths`, `_encode_group`, `_TimeMean`):
+
+- `embed_waveforms` / `embed_logmel` / `embed_clips`: whole clips in memory; the chunks at one
+  position of all clips are encoded together, in batches of `batch_size`.
+- `embed_stream`: one clip as an iterable of waveform blocks (`audio.stream_audio`), in bounded
+  memory whatever its length. Samples are kept only until their frames are computed: the
+  log-mel frames s .. s + n - 1 (no centring, hop 160, n_fft 400) need exactly the samples
+  [160 s, 160 (s + n - 1) + 400), so `batch_size` full chunks at a time are computed from the
+  samples they need, encoded as one batch, and added to a running time sum (and kept only when
+  `frames=True`). Its embeddings equal the in-memory ones within float32 rounding (1e-5).
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import keras
@@ -19,7 +29,7 @@ import numpy as np
 from keras import ops
 
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.frontend import LogMelSpectrogram
+from matpac_keras.frontend import HOP_LENGTH, N_FFT, LogMelSpectrogram, num_frames
 
 MODES = ("precise", "fast")
 FRAME_ORDERS = ("temporal", "official")
@@ -67,12 +77,47 @@ class ClipEmbeddings:
 
     embedding: [B, F*D] mean over time of the last layer.   frames: [B, T, F*D].
     layers: [B, L, F*D] and layer_frames: [B, L, T, F*D] (only with `layers=True`).
+    Per-clip results (`embed_clips`, `embed_stream`) have no batch axis. `frames` and
+    `layer_frames` are None from `embed_stream` unless asked for.
     """
 
     embedding: np.ndarray
-    frames: np.ndarray
+    frames: np.ndarray | None
     layers: np.ndarray | None = None
     layer_frames: np.ndarray | None = None
+
+
+class _TimeMean:
+    """Encoded chunks of B clips, in time order -> their ClipEmbeddings.
+
+    Keeps a float64 sum over time steps (and the chunks themselves only if `keep_frames`).
+    """
+
+    def __init__(self, layers: bool, keep_frames: bool, official_order: bool):
+        self.layers, self.keep_frames, self.official_order = layers, keep_frames, official_order
+        self.total, self.steps, self.chunks = None, 0, []
+
+    def add(self, encoded: np.ndarray) -> None:
+        """`encoded`: [B, k, L, t, F*D], k consecutive chunks of t steps each."""
+        total = encoded.sum(axis=(1, 3), dtype=np.float64)
+        self.total = total if self.total is None else self.total + total
+        self.steps += encoded.shape[1] * encoded.shape[3]
+        if self.keep_frames:
+            self.chunks.extend(encoded[:, i] for i in range(encoded.shape[1]))
+
+    def result(self) -> ClipEmbeddings:
+        pooled = (self.total / self.steps).astype(np.float32)  # [B, L, F*D]
+        frames = None
+        if self.keep_frames:
+            if self.official_order:  # [B, L, t, chunks, FD]: time-major interleave
+                frames = np.stack(self.chunks, axis=3)
+                frames = frames.reshape(*frames.shape[:2], -1, frames.shape[-1])
+            else:
+                frames = np.concatenate(self.chunks, axis=2)
+        last_frames = None if frames is None else frames[:, -1]
+        if not self.layers:
+            return ClipEmbeddings(pooled[:, -1], last_frames)
+        return ClipEmbeddings(pooled[:, -1], last_frames, pooled, frames)
 
 
 class EmbeddingExtractor:
@@ -122,6 +167,14 @@ class EmbeddingExtractor:
         """Embeddings of equal-length 16 kHz waveforms [B, samples]."""
         return self.embed_logmel(self.logmel(waveforms))
 
+    def chunk_lengths(self, frames: int) -> list[int]:
+        """Frames of each chunk of a clip of `frames` log-mel frames, once padded for the mode
+        (all `max_frames` but the last, which in "precise" mode holds the rest)."""
+        chunk = self.backbone.max_frames
+        multiple = chunk if self.mode == "fast" else self.backbone.patch_size
+        padded = math.ceil(frames / multiple) * multiple
+        return [min(chunk, padded - start) for start in range(0, padded, chunk)]
+
     def embed_logmel(self, logmel: np.ndarray) -> ClipEmbeddings:
         """Embeddings of equal-length normalised log-mels [B, mels, frames]."""
         logmel = np.asarray(logmel, dtype="float32")
@@ -129,30 +182,83 @@ class EmbeddingExtractor:
             raise ValueError(
                 f"log-mel must be [batch, {self.backbone.num_mels}, frames]; got {logmel.shape}"
             )
-        chunk = self.backbone.max_frames
-        multiple = chunk if self.mode == "fast" else self.backbone.patch_size
-        padded = math.ceil(logmel.shape[2] / multiple) * multiple
-        logmel = np.pad(logmel, ((0, 0), (0, 0), (0, padded - logmel.shape[2])))
-        starts = range(0, padded, chunk)
-        per_chunk = [self._encode(logmel[:, :, s : s + chunk]) for s in starts]  # [B, L, t, FD]
-        if self.mode == "fast" and self.frame_order == "official":
-            frames = np.stack(per_chunk, axis=3)  # [B, L, t, chunks, FD]: time-major interleave
-            frames = frames.reshape(*frames.shape[:2], -1, frames.shape[-1])
-        else:
-            frames = np.concatenate(per_chunk, axis=2)
-        pooled = frames.mean(axis=2)
-        if not self.layers:
-            return ClipEmbeddings(pooled[:, -1], frames[:, -1])
-        return ClipEmbeddings(pooled[:, -1], frames[:, -1], pooled, frames)
+        total = _TimeMean(self.layers, True, self._official_order)
+        start = 0
+        for length in self.chunk_lengths(logmel.shape[2]):
+            chunk = _pad_frames(logmel[:, :, start : start + length], length)
+            total.add(self._encode_group(chunk[:, None]))
+            start += length
+        return total.result()
 
-    def _encode(self, chunks: np.ndarray) -> np.ndarray:
+    def embed_stream(self, blocks: Iterable[np.ndarray], frames: bool = False) -> ClipEmbeddings:
+        """Embeddings of one 16 kHz clip given as consecutive 1-D blocks of any sizes, in
+        memory bounded by `batch_size` chunks (plus the frames, when `frames=True`).
+
+        Returns per-clip arrays (no batch axis), as `embed_clips`; `frames` and
+        `layer_frames` are None unless `frames`. Raises ValueError for a clip shorter than one
+        STFT frame (400 samples); an exception from `blocks` propagates.
+        """
+        chunk, mels = self.backbone.max_frames, self.backbone.num_mels
+        group = chunk * self.batch_size  # frames of one batch of full chunks
+        group_samples = HOP_LENGTH * (group - 1) + N_FFT
+        total = _TimeMean(self.layers, frames, self._official_order)
+        pending, held, done = [], 0, 0  # blocks not yet framed, their samples, frames encoded
+        for block in blocks:
+            block = np.asarray(block, dtype="float32")
+            if block.ndim != 1:
+                raise ValueError(f"audio blocks must be 1-D; got shape {block.shape}")
+            pending.append(block)
+            held += block.shape[0]
+            if held < group_samples:
+                continue
+            samples = np.concatenate(pending)
+            used = 0
+            while samples.shape[0] - used >= group_samples:
+                logmel = self._frontend(samples[used : used + group_samples])  # [mels, group]
+                chunks = logmel.reshape(mels, self.batch_size, chunk).transpose(1, 0, 2)
+                total.add(self._encode_group(chunks[None]))
+                used += HOP_LENGTH * group
+                done += group
+            pending, held = [samples[used:]], samples.shape[0] - used
+        rest = np.concatenate(pending) if pending else np.zeros(0, "float32")
+        left = num_frames(rest.shape[0])
+        if done + left == 0:
+            raise ValueError(f"a clip of {rest.shape[0]} samples is shorter than one frame")
+        if left:
+            logmel = self._frontend(rest)  # [mels, left]
+            # `done` is a multiple of `max_frames`, so the rest pads and chunks as a clip would.
+            lengths = self.chunk_lengths(left)
+            full = sum(1 for n in lengths if n == chunk)
+            logmel = _pad_frames(logmel[None], sum(lengths))[0]
+            if full:
+                chunks = logmel[:, : full * chunk].reshape(mels, full, chunk).transpose(1, 0, 2)
+                total.add(self._encode_group(chunks[None]))
+            if full < len(lengths):
+                total.add(self._encode_group(logmel[None, None, :, full * chunk :]))
+        out = total.result()
+        return ClipEmbeddings(*(None if a is None else a[0] for a in vars(out).values()))
+
+    @property
+    def _official_order(self) -> bool:
+        return self.mode == "fast" and self.frame_order == "official"
+
+    def _frontend(self, samples: np.ndarray) -> np.ndarray:
+        """Normalised log-mel [mels, frames] of one 1-D waveform (at least 400 samples)."""
+        return ops.convert_to_numpy(self.frontend(samples[None]))[0]
+
+    def _encode_group(self, chunks: np.ndarray) -> np.ndarray:
+        """[B, k, mels, t] chunks (k of each of B clips) -> features [B, k, L, t / patch, F*D],
+        encoded `batch_size` chunks at a time."""
+        batch, k = chunks.shape[:2]
+        flat = chunks.reshape(batch * k, *chunks.shape[2:])
         outputs = [
             keras.ops.convert_to_numpy(
-                self.features.predict_on_batch(chunks[i : i + self.batch_size])
+                self.features.predict_on_batch(flat[i : i + self.batch_size])
             )
-            for i in range(0, len(chunks), self.batch_size)
+            for i in range(0, len(flat), self.batch_size)
         ]
-        return np.concatenate(outputs, axis=0)
+        encoded = np.concatenate(outputs, axis=0)
+        return encoded.reshape(batch, k, *encoded.shape[1:])
 
     def embed_clips(self, waveforms: list[np.ndarray], progress=None) -> list[ClipEmbeddings]:
         """Embeddings of clips of any lengths (1-D 16 kHz arrays), one ClipEmbeddings each.
@@ -175,3 +281,8 @@ class EmbeddingExtractor:
                 if progress is not None:
                     progress(len(batch))
         return results
+
+
+def _pad_frames(logmel: np.ndarray, length: int) -> np.ndarray:
+    """[B, mels, t] zero-padded (after normalisation) along time to `length` frames."""
+    return np.pad(logmel, ((0, 0), (0, 0), (0, length - logmel.shape[2])))

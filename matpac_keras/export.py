@@ -8,7 +8,9 @@ of any length inside the TensorFlow graph, as `EmbeddingExtractor` does in Pytho
     classify:        waveform -> probabilities [batch, K], top_labels [batch, k] (strings),
                      top_probabilities [batch, k], k = min(5, K)   (only with a head)
 
-In the graph: log-mel, zero padding (after normalisation) to a multiple of the patch size
+In the graph: checks of the input (rank 2, at least 400 samples, finite: a failed one stops the
+call with its message, "waveform must be [batch, samples]", "waveform contains NaN or infinite
+values"), log-mel, zero padding (after normalisation) to a multiple of the patch size
 ("precise") or of the chunk length ("fast"), then chunks of `max_frames` frames: all but the
 last are full and are encoded one after the other with `tf.map_fn` (bounded memory for long
 clips), the last one (shorter in "precise") on its own; their per-time-step features are
@@ -50,6 +52,39 @@ def check_tensorflow_backend() -> None:
         )
 
 
+def _run_time_rank(tensor):
+    """The rank of `tensor`, computed when the graph runs.
+
+    A SavedModel signature does not enforce its input's rank, and Grappler folds `tf.rank` (or
+    the size of `tf.shape`) to the signature's declared rank; the size of a boolean mask of the
+    shape depends on its values, so it cannot be folded.
+    """
+    shape = tf.raw_ops.Shape(input=tensor)
+    return tf.size(tf.boolean_mask(shape, shape >= 0))
+
+
+def check_waveform(waveform):
+    """`waveform` checked at run time, in this order: rank 2, at least `N_FFT` samples, all
+    finite. A failed check stops the call with an InvalidArgumentError carrying its message
+    ("waveform must be [batch, samples]", "waveform contains NaN or infinite values"), where the
+    graph would otherwise fail in a slice or return NaN embeddings."""
+    rank = _run_time_rank(waveform)
+    rank_check = tf.debugging.Assert(
+        tf.equal(rank, 2), ["waveform must be [batch, samples]; got rank", rank], name="rank"
+    )
+    with tf.control_dependencies([rank_check]):
+        waveform = tf.identity(waveform)
+    length = tf.raw_ops.Shape(input=waveform)[-1]
+    length_check = tf.debugging.Assert(
+        length >= N_FFT,
+        [f"waveform must have at least {N_FFT} samples (one STFT frame); got", length],
+        name="length",
+    )
+    with tf.control_dependencies([length_check]):
+        waveform = tf.identity(waveform)
+    return tf.debugging.assert_all_finite(waveform, "waveform contains NaN or infinite values")
+
+
 def clip_embeddings(waveform, frontend, features: TokenFeatures, mode: str, chunk=None):
     """Graph-mode clip embeddings of waveforms [B, N] per layer, [B, L, F*D] (L = 1 unless
     `features.all_layers`), as `EmbeddingExtractor` computes them for `mode`, with chunks of
@@ -58,13 +93,8 @@ def clip_embeddings(waveform, frontend, features: TokenFeatures, mode: str, chun
     chunk, patch = chunk or backbone.max_frames, backbone.patch_size
     width = backbone.num_freq_patches * backbone.embed_dim
     n_layers = backbone.depth if features.all_layers else 1
-    check = tf.debugging.assert_greater_equal(
-        tf.shape(waveform)[1],
-        N_FFT,
-        message=f"waveforms must have at least {N_FFT} samples (one STFT frame)",
-    )
-    with tf.control_dependencies([check]):
-        logmel = frontend(tf.identity(waveform))  # [B, mels, T]
+    waveform = check_waveform(waveform)
+    logmel = frontend(waveform)  # [B, mels, T]
     batch, frames = tf.shape(logmel)[0], tf.shape(logmel)[2]
     multiple = chunk if mode == "fast" else patch
     padded = (frames + multiple - 1) // multiple * multiple

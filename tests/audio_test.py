@@ -231,3 +231,93 @@ def test_too_short(tmp_path):
     sf.write(path, np.zeros(150, np.float32), 8000, subtype="FLOAT")  # 300 samples at 16 kHz
     _assert_audio_error(path, r"300 samples .* minimum is 400")
     assert len(audio.load_audio(path, min_samples=300)) == 300
+
+
+def _pcm16_wav(path: pathlib.Path, frames: int, rate: int = 16000) -> np.ndarray:
+    samples = (np.arange(frames) % 200 - 100).astype(np.int16) * 100
+    sf.write(path, samples, rate, subtype="PCM_16")
+    return samples
+
+
+@pytest.mark.parametrize("subtype, width", [("PCM_16", 2), ("FLOAT", 4)])
+def test_truncated_wav_is_refused(tmp_path, subtype, width):
+    # The file: the header declares 16,000 frames, 500 are present. libsndfile reports
+    # only the frames present (sf.info says 500), so without the RIFF check it loads silently.
+    path = tmp_path / "cut.wav"
+    sf.write(path, np.zeros(16000, np.float32), 16000, subtype=subtype)
+    data = path.read_bytes()
+    header = data.index(b"data") + 8
+    path.write_bytes(data[: header + 500 * width])
+    assert sf.info(path).frames == 500
+    message = "cut.wav: truncated: header declares 16000 frames, 500 present"
+    _assert_audio_error(path, message)
+    with pytest.raises(audio.AudioError, match=message):
+        audio.audio_info(path)
+    with pytest.raises(audio.AudioError, match=message):
+        next(audio.stream_audio(path))
+    assert audio.wav_declared_frames(path) == 16000
+
+
+def test_wav_whose_header_states_no_length_is_read(tmp_path):
+    # Streaming writers put a placeholder data size (0xFFFFFFFF): not a truncation.
+    path = tmp_path / "streamed.wav"
+    samples = _pcm16_wav(path, 16000)
+    data = bytearray(path.read_bytes())
+    size = data.index(b"data") + 4
+    data[size : size + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    assert audio.wav_declared_frames(path) is None
+    np.testing.assert_array_equal(audio.load_audio(path), (samples / 32768).astype(np.float32))
+
+
+def test_complete_files_are_not_truncated(tmp_path):
+    path = tmp_path / "whole.wav"
+    _pcm16_wav(path, 16000)
+    assert audio.wav_declared_frames(path) == 16000
+    assert audio.audio_info(path) == (16000, 16000, 1)
+    for fsdd in sorted(FSDD_DIR.glob("*.wav"))[:200]:  # real files: none is refused
+        assert audio.wav_declared_frames(fsdd) == sf.info(fsdd).frames, fsdd
+    assert audio.wav_declared_frames(__file__) is None  # not a WAV
+
+
+def test_truncated_mp3_is_refused(tmp_path):
+    # MP3s with a Xing/Info header declare their length: a cut file decodes fewer frames.
+    path = tmp_path / "cut.mp3"
+    x = np.random.default_rng(0).uniform(-0.3, 0.3, 48000).astype(np.float32)
+    try:
+        sf.write(path, x, 16000, format="MP3")
+    except (sf.LibsndfileError, TypeError, ValueError):
+        pytest.skip("this libsndfile cannot write MP3")
+    data = path.read_bytes()
+    assert len(audio.load_audio(path)) == 48000
+    path.write_bytes(data[: len(data) // 2])
+    _assert_audio_error(path, r"cut\.mp3: truncated: header declares 48000 frames, \d+ present")
+
+
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (8000, 1), (44100, 2)])
+def test_stream_equals_load_audio_and_one_shot_resampling(tmp_path, rate, channels):
+    x = np.random.default_rng(1).uniform(-0.5, 0.5, (rate * 3 + 17, channels))
+    path = tmp_path / "clip.wav"
+    sf.write(path, x.astype(np.float32), rate, subtype="FLOAT")
+    blocks = list(audio.stream_audio(path, block_frames=5000))
+    assert len(blocks) >= 5 and all(b.ndim == 1 and b.dtype == np.float32 for b in blocks)
+    streamed = np.concatenate(blocks)
+    native, _ = sf.read(path, dtype="float32", always_2d=True)
+    one_shot = audio.resample(audio.to_mono(native), rate, 16000)  # soxr in one call
+    np.testing.assert_array_equal(streamed, one_shot)  # bit for bit: soxr's stream is exact
+    np.testing.assert_array_equal(audio.load_audio(path), one_shot)
+    head = np.concatenate(list(audio.stream_audio(path, max_seconds=1.0, block_frames=999)))
+    np.testing.assert_array_equal(head, audio.load_audio(path, max_seconds=1.0))
+
+
+def test_stream_raises_on_a_late_bad_block(tmp_path):
+    x = np.zeros(40000, np.float32)
+    x[35000] = np.inf
+    path = tmp_path / "late_inf.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    blocks = audio.stream_audio(path, block_frames=10000)
+    assert len(next(blocks)) == 10000  # earlier blocks come out first ...
+    with pytest.raises(audio.AudioError, match=r"late_inf\.wav: audio contains NaN or infinite"):
+        list(blocks)  # ... then the bad one stops the stream
+    with pytest.raises(ValueError, match="block_frames"):
+        next(audio.stream_audio(path, block_frames=0))

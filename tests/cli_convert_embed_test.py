@@ -114,3 +114,27 @@ def test_mismatching_checkpoint_names_tensor(tmp_path, fixture_arrays):
     failed = _run("convert", f"--checkpoint={path}", f"--output={tmp_path / 'b.keras'}", ok=False)
     assert "student_encoder.blocks.0.attn.qkv.bias" in failed.stderr
     assert not (tmp_path / "b.keras").exists()
+
+
+def test_convert_names_the_file_written_and_replaces_only_when_asked(tmp_path, fixtures_dir):
+    model = tmp_path / "m.keras"
+    first = _run(
+        "convert", f"--checkpoint={fixtures_dir / 'encoder_only.pt'}", f"--output={tmp_path / 'm'}"
+    )
+    assert first.stdout.strip() == f"wrote {model} (MatpacBackbone)"  # the suffix it added
+    before = model.read_bytes()
+    refused = _run(
+        "convert", f"--checkpoint={fixtures_dir / 'train_full.pt'}", f"--output={model}", ok=False
+    )
+    assert refused.stderr.strip() == (
+        f"Error: --output {model}: already exists (pass --overwrite to replace it)"
+    )
+    assert model.read_bytes() == before
+    replaced = _run(
+        "convert",
+        f"--checkpoint={fixtures_dir / 'train_full.pt'}",
+        f"--output={model}",
+        "--overwrite",
+    )
+    assert replaced.stdout.strip() == f"wrote {model} (MatpacPretrainer)"
+    assert os.listdir(tmp_path) == ["m.keras"]  # no temporary left

@@ -11,6 +11,7 @@ from matpac_keras.convert import (
     model_from_state_dict,
     pretrainer_config,
 )
+from matpac_keras.errors import InputError
 from matpac_keras.pretrainer import MatpacPretrainer
 from tests.conftest import FIXTURE_HEADS, FIXTURE_STEP, relative_error
 
@@ -158,3 +159,35 @@ def test_calling_the_pretrainer_returns_a_finite_loss(fixture_pretrainer, fixtur
     # Under torch a method named `forward` would shadow nn.Module.forward and break model(x).
     loss = fixture_pretrainer(fixture_arrays("train_step")["source"])
     assert np.isfinite(float(keras.ops.convert_to_numpy(loss)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_heads": -4}, "num_heads=-4: must be a positive divisor of the encoder width 128"),
+        ({"num_heads": 0}, "num_heads=0: must be a positive divisor of the encoder width 128"),
+        ({"num_heads": 3}, "num_heads=3: must be a positive divisor of the encoder width 128"),
+        (
+            {"num_heads": 4, "predictor_num_heads": -2},
+            "predictor_num_heads=-2: must be a positive divisor of the predictor width 64",
+        ),
+        (
+            {"num_heads": 4, "predictor_num_heads": 0},
+            "predictor_num_heads=0: must be a positive divisor of the predictor width 64",
+        ),
+        ({"num_mels": 40}, "num_mels=40: must be a positive multiple of the patch size 16"),
+        ({"num_mels": 0}, "num_mels=0: must be a positive multiple of the patch size 16"),
+        ({"num_mels": 48}, "num_mels=48: 3 frequency patches do not divide the checkpoint's 40"),
+        ({"num_mels": 160}, r"num_mels=160: .* not a grid of 10 frequency x 4 time .*num_mels=80"),
+    ],
+)
+def test_bad_arguments_are_named(train_full_state, kwargs, message):
+    # Before: num_heads=-4 built a model that could not run, num_heads=0 was ignored.
+    with pytest.raises(InputError, match=message):
+        model_from_state_dict(train_full_state, **kwargs)
+
+
+def test_default_and_given_heads(train_full_state):
+    assert backbone_config(train_full_state)["num_heads"] == 2  # width 128 / 64
+    assert backbone_config(train_full_state, np.int64(8))["num_heads"] == 8
+    assert pretrainer_config(train_full_state, 16)["predictor_heads"] == 16

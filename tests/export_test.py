@@ -309,5 +309,66 @@ def test_cli_names_bad_arguments(folder, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_cli_replaces_an_export_only_with_overwrite(folder, tmp_path):
+    """--output: checked before any model is read, written whole, replaced only when asked."""
+    missing = tmp_path / "missing.keras"
+    version = tmp_path / "matpac" / "1"
+    version.mkdir(parents=True)
+    (version / "saved_model.pb").write_text("an older export")
+    failed = _export(f"--model={missing}", f"--output={version}", ok=False)  # model not read
+    assert failed.stderr.strip().splitlines() == [
+        f"Error: --output {version}: already exists and is not empty (pass --overwrite to "
+        "replace it)"
+    ]
+    failed = _export(
+        f"--model={missing}", f"--output={folder / 'model.keras'}", "--overwrite", ok=False
+    )
+    assert failed.stderr.strip() == (
+        f"Error: --output {folder / 'model.keras'}: is a file; a folder is written here"
+    )
+    done = _export(f"--model={folder / 'model.keras'}", f"--output={version}", "--overwrite")
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"wrote {version}: signatures serving_default (mode precise)"
+    )
+    assert sorted(os.listdir(version)) == [
+        "assets",
+        "fingerprint.pb",
+        "saved_model.pb",
+        "variables",
+    ]
+    assert os.listdir(version.parent) == ["1"]  # no temporary or old folder left beside it
+    umask = os.umask(0)
+    os.umask(umask)  # the folder has the umask's permissions (not 0700): TF Serving reads it
+    assert os.stat(version).st_mode & 0o777 == 0o777 & ~umask
+
+
+@on_tensorflow
+def test_saved_model_refuses_bad_waveforms(tmp_path):
+    # Before: NaN/Inf gave NaN embeddings, a 1-D input failed in `strided_slice`, a 3-D one
+    # was embedded. The signature's declared [None, None] does not bind the rank at run time.
+    import tensorflow as tf
+
+    from matpac_keras.export import export_saved_model
+
+    keras.utils.set_random_seed(2)
+    backbone = MatpacBackbone(embed_dim=32, depth=1, num_heads=2, max_frames=32)
+    backbone.build(None)
+    export_saved_model(backbone, tmp_path)
+    serve = tf.saved_model.load(str(tmp_path)).signatures["serving_default"]
+    good = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 4000)).astype("float32")
+    assert np.isfinite(serve(waveform=tf.constant(good))["embedding"].numpy()).all()
+    nan, inf = good.copy(), good.copy()
+    nan[1, 100], inf[0, 3999] = np.nan, -np.inf
+    for bad, message in (
+        (good[0], r"waveform must be \[batch, samples\]; got rank\] \[1\]"),
+        (good[None], r"waveform must be \[batch, samples\]; got rank\] \[3\]"),
+        (nan, "waveform contains NaN or infinite values"),
+        (inf, "waveform contains NaN or infinite values"),
+        (good[:, :399], r"waveform must have at least 400 samples"),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            serve(waveform=tf.constant(bad))
+
+
 if __name__ == "__main__":
     make_models(sys.argv[1])

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.embedding import TokenFeatures
+from matpac_keras.errors import InputError
 from matpac_keras.evaluation.classifier import MatpacClassifier
 from matpac_keras.pretrainer import MatpacPretrainer
 from matpac_keras.saving import load_backbone, load_model
@@ -203,6 +205,71 @@ def test_load_backbone_takes_the_encoder(saved_elsewhere, name):
             np.testing.assert_array_equal(
                 keras.ops.convert_to_numpy(weight), arrays[f"encoder_{i}"]
             )
+
+
+def _rewrite_member(source, target, name: str, change) -> None:
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for member in old.namelist():
+            data = old.read(member)
+            new.writestr(member, change(data) if member == name else data)
+
+
+@pytest.mark.single_backend
+def test_damaged_keras_files_are_named(models, tmp_path):
+    # Before: a truncated file or a non-zip gave Keras's "File not found".
+    good = tmp_path / "good.keras"
+    models["backbone"].save(good)
+    data = good.read_bytes()
+    cut, garbage, flipped = tmp_path / "cut.keras", tmp_path / "garbage.keras", tmp_path / "f.keras"
+    cut.write_bytes(data[: len(data) // 2])
+    garbage.write_bytes(b"not a model at all")
+    with zipfile.ZipFile(good) as archive:
+        weights = archive.getinfo("model.weights.h5")
+    damaged = bytearray(data)  # one byte of the stored weights, inside the zip member
+    damaged[weights.header_offset + 30 + len(weights.filename) + weights.file_size // 2] ^= 0xFF
+    flipped.write_bytes(bytes(damaged))
+    bad_json, no_weights = tmp_path / "json.keras", tmp_path / "no_weights.keras"
+    _rewrite_member(good, bad_json, "config.json", lambda d: d[:40])
+    with zipfile.ZipFile(good) as old, zipfile.ZipFile(no_weights, "w") as new:
+        for member in ("config.json", "metadata.json"):
+            new.writestr(member, old.read(member))
+    for path, reason in (
+        (cut, "not a zip archive"),
+        (garbage, "not a zip archive"),
+        (flipped, "member model.weights.h5 fails its CRC check"),
+        (bad_json, "config.json is not valid JSON"),
+        (no_weights, "ValueError: Expected a model.weights.h5"),
+    ):
+        for load in (load_model, load_backbone):
+            with pytest.raises(InputError, match=re.escape(f"{path}: corrupt or truncated")) as e:
+                load(path)
+            assert reason in str(e.value), (path, str(e.value))
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        load_backbone(tmp_path / "missing.keras")
+    (tmp_path / "model.pt").write_bytes(b"PK")
+    with pytest.raises(InputError, match=r"model\.pt: expected a \.keras file"):
+        load_backbone(tmp_path / "model.pt")
+
+
+@pytest.mark.single_backend
+def test_other_models_are_not_backbones(models, tmp_path):
+    plain = tmp_path / "plain.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(plain)
+    assert isinstance(load_model(plain), keras.Sequential)  # a probe head loads
+    with pytest.raises(InputError, match=r"plain\.keras: holds a Sequential .*not a MATPAC model"):
+        load_backbone(plain)
+    features = tmp_path / "features.keras"
+    models["token_features"].save(features)
+    assert isinstance(load_backbone(features), MatpacBackbone)
+    unknown = tmp_path / "unknown.keras"
+    _rewrite_member(
+        features,
+        unknown,
+        "config.json",
+        lambda d: d.replace(b"TokenFeatures", b"SomeoneElsesModel"),
+    )
+    with pytest.raises(InputError, match=r"unknown\.keras: holds a SomeoneElsesModel that cannot"):
+        load_model(unknown)
 
 
 if __name__ == "__main__":

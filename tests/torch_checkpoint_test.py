@@ -1,11 +1,15 @@
 """Tests for the torch-free checkpoint reader against the fixtures and against torch itself."""
 
+import struct
+import time
+import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
 
-from matpac_keras.torch_checkpoint import find_state_dict, load_torch_checkpoint
+from matpac_keras.errors import InputError
+from matpac_keras.torch_checkpoint import CheckpointError, find_state_dict, load_torch_checkpoint
 
 pytestmark = pytest.mark.single_backend
 
@@ -166,3 +170,62 @@ def test_legacy_missing_non_dict_and_garbage_files(tmp_path):
     garbage.write_bytes(b"hello world")
     with pytest.raises(ValueError, match=r"garbage\.pt.*not a torch\.save"):
         load_torch_checkpoint(garbage)
+
+
+def _unicode(text: str) -> bytes:
+    return b"X" + struct.pack("<I", len(text.encode())) + text.encode()
+
+
+def _crafted_checkpoint(path, size, stride, numel=1, data=b"\x00\x00\x80?"):
+    """A torch.save zip of {"weight": tensor} written opcode by opcode: any declared layout."""
+
+    def ints(values):
+        return b"(" + b"".join(b"J" + struct.pack("<i", v) for v in values) + b"t"
+
+    pickled = (
+        b"\x80\x02}(" + _unicode("weight") + b"ctorch._utils\n_rebuild_tensor_v2\n("
+        b"(" + _unicode("storage") + b"ctorch\nFloatStorage\n" + _unicode("0") + _unicode("cpu")
+        + b"J" + struct.pack("<i", numel) + b"tQ"
+        + b"K\x00" + ints(size) + ints(stride) + b"\x89ccollections\nOrderedDict\n)RtRu."
+    )  # fmt: skip
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickled)
+        archive.writestr("archive/data/0", data)
+        archive.writestr("archive/version", "3\n")
+
+
+def test_crafted_file_loads_as_torch_loads_it(tmp_path):
+    path = tmp_path / "one.pt"
+    _crafted_checkpoint(path, size=(1,), stride=(1,))
+    np.testing.assert_array_equal(load_torch_checkpoint(path)["weight"], np.ones(1, np.float32))
+    torch = pytest.importorskip("torch")
+    assert torch.load(path, weights_only=True)["weight"].tolist() == [1.0]
+
+
+def test_tensor_larger_than_its_storage_fails_fast(tmp_path):
+    # The issue's 518-byte file: a 32768 x 32768 (stride-0) view of one 4-byte float made the
+    # reader allocate 4 GiB (5 GB peak, 9 s here); it must be refused before any allocation.
+    path = tmp_path / "bomb.pt"
+    _crafted_checkpoint(path, size=(32768, 32768), stride=(0, 0))
+    assert path.stat().st_size < 600
+    tracemalloc.start()
+    started = time.monotonic()
+    with pytest.raises(CheckpointError, match=r"bomb\.pt: tensor 'weight': declares shape") as e:
+        load_torch_checkpoint(path)
+    elapsed = time.monotonic() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert "(32768, 32768)" in str(e.value) and "storage of 4 bytes" in str(e.value)
+    assert isinstance(e.value, InputError)
+    assert peak < 10 * 2**20 and elapsed < 5, (peak, elapsed)
+
+
+def test_storage_larger_than_its_record_is_refused(tmp_path):
+    path = tmp_path / "short_storage.pt"
+    _crafted_checkpoint(path, size=(1 << 20,), stride=(1,), numel=1 << 20)  # 4 MiB over 4 bytes
+    with pytest.raises(CheckpointError, match=r"short_storage\.pt: storage archive/data/0 decl"):
+        load_torch_checkpoint(path)
+    past_end = tmp_path / "past_end.pt"
+    _crafted_checkpoint(past_end, size=(2,), stride=(1,), numel=1)
+    with pytest.raises(CheckpointError, match=r"past_end\.pt: tensor 'weight'"):
+        load_torch_checkpoint(past_end)

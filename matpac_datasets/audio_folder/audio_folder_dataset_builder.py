@@ -49,6 +49,7 @@ class Builder(lib.AudioBuilder):
         root = epath.Path(folder) if folder else dl_manager.manual_dir
         if not root.is_dir():
             raise FileNotFoundError(f"audio folder {root} does not exist")
+        self.set_source_root(root)  # links may not leave the folder (follow_external_symlinks)
         return {"train": self._generate_examples(root)}
 
     def _generate_examples(self, root):

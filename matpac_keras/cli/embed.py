@@ -6,9 +6,18 @@ Files are decoded with soundfile (wav, flac, ogg, mp3), mixed to mono and resamp
 The `.npz` holds `files` [N], `embeddings` [N, F*D] (with --frames: [N, T, F*D], zero-padded to
 the longest clip, and `num_frames` [N]), `layers` [N, L, ...] with --layers, and with
 --skip_errors the `skipped` files and their `errors`.
+
+The output is checked before any work (an existing one is refused without --overwrite; its
+folder must be writable) and written atomically: a run stopped at any moment leaves the old
+file, or none, never a truncated one (a run killed while writing leaves its hidden temporary,
+`.tmp-<name>.<pid>-<random>.npz`, beside it). Every file's header is read first, so a missing,
+unreadable or truncated file stops the run (or, with --skip_errors, is listed) before the
+embedding starts. Files longer than one chunk of the model are decoded and encoded block by
+block (`EmbeddingExtractor.embed_stream`): memory does not grow with their length, except
+with --frames, whose output does.
 """
 
-import os
+import math
 import sys
 
 import numpy as np
@@ -18,14 +27,15 @@ from matpac_keras.cli.entry import run_app
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A .keras MATPAC model (backbone or pretrainer).")
-flags.DEFINE_string("output", None, "The .npz file to write.")
+flags.DEFINE_string("output", None, "The .npz file to write ('.npz' is appended if missing).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
 flags.DEFINE_enum("mode", "precise", ["precise", "fast"], "Chunking mode (SPEC section 6).")
 flags.DEFINE_bool("frames", False, "Write per-time-step embeddings instead of clip means.")
 flags.DEFINE_bool("layers", False, "Also write every layer's embeddings.")
 flags.DEFINE_bool(
     "official_frame_order", False, "With --mode=fast --frames: the official interleaved order."
 )
-flags.DEFINE_integer("batch_size", 16, "Clips (and chunks) encoded at once.")
+flags.DEFINE_integer("batch_size", 16, "Clips (and chunks) encoded at once.", lower_bound=1)
 flags.DEFINE_bool("skip_errors", False, "Leave out unreadable files (listed in the output).")
 flags.mark_flags_as_required(["model", "output"])
 
@@ -41,23 +51,67 @@ def _stack_padded(arrays: list[np.ndarray], time_axis: int) -> np.ndarray:
     return np.stack(padded)
 
 
-def load_clips(paths: list[str], skip_errors: bool):
-    """Decoded 16 kHz clips, the files they came from, and (file, reason) for skipped ones."""
-    from tqdm import tqdm
+class _Skipper:
+    """Raises a file's AudioError, or with `skip_errors` logs and records it."""
 
-    from matpac_keras.audio import AudioError, load_audio
+    def __init__(self, skip_errors: bool):
+        self.skip_errors = skip_errors
+        self.skipped: dict[int, tuple[str, str]] = {}
 
-    clips, kept, skipped = [], [], []
-    for path in tqdm(paths, desc="reading audio", unit="file", disable=len(paths) < 2):
+    def __call__(self, index: int, path: str, error: Exception) -> None:
+        if not self.skip_errors:
+            raise error
+        logging.warning("skipping %s", error)
+        self.skipped[index] = (path, str(error))
+
+
+def embed_files(extractor, paths: list[str], skip_errors: bool, frames: bool, progress=None):
+    """Per-file ClipEmbeddings {index: result} of `paths`, and the skipped {index: (path, why)}.
+
+    Every header is read first (missing, unreadable or truncated files fail, or are skipped,
+    before any embedding). Clips of at most one chunk are decoded whole and encoded in batches
+    of equal length (`embed_clips`); longer ones are streamed (`embed_stream`).
+    """
+    from matpac_keras.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, stream_audio
+    from matpac_keras.frontend import num_frames
+
+    skip = _Skipper(skip_errors)
+    lengths = {}
+    for index, path in enumerate(paths):
         try:
-            clips.append(load_audio(path))
-            kept.append(path)
+            rate, count, _ = audio_info(path)
+            lengths[index] = math.ceil(count * SAMPLE_RATE / rate)
         except AudioError as error:
-            if not skip_errors:
-                raise
-            logging.warning("skipping %s", error)
-            skipped.append((path, str(error)))
-    return clips, kept, skipped
+            skip(index, path, error)
+            if progress is not None:
+                progress(1)
+    results, short = {}, []
+
+    def flush():
+        for (index, _), result in zip(
+            short, extractor.embed_clips([w for _, w in short]), strict=True
+        ):
+            results[index] = result
+        if progress is not None:
+            progress(len(short))
+        short.clear()
+
+    for index, samples in lengths.items():
+        path = paths[index]
+        try:
+            if num_frames(samples) <= extractor.backbone.max_frames:
+                short.append((index, load_audio(path)))
+                if len(short) >= extractor.batch_size:
+                    flush()
+                continue
+            results[index] = extractor.embed_stream(stream_audio(path), frames=frames)
+        except AudioError as error:
+            skip(index, path, error)
+        if progress is not None:
+            progress(1)
+    if short:
+        flush()
+    return results, skip.skipped
 
 
 def main(argv):
@@ -67,11 +121,11 @@ def main(argv):
     from tqdm import tqdm
 
     from matpac_keras.embedding import EmbeddingExtractor
+    from matpac_keras.errors import InputError
+    from matpac_keras.outputs import atomic_output, check_output, with_suffix
     from matpac_keras.saving import load_backbone
 
-    clips, kept, skipped = load_clips(paths, FLAGS.skip_errors)
-    if not clips:
-        raise app.UsageError("no readable audio among the files given")
+    output = check_output(FLAGS.output, FLAGS.overwrite, suffix=".npz", flag="--output")
     extractor = EmbeddingExtractor(
         load_backbone(FLAGS.model),
         mode=FLAGS.mode,
@@ -79,26 +133,33 @@ def main(argv):
         frame_order="official" if FLAGS.official_frame_order else "temporal",
         batch_size=FLAGS.batch_size,
     )
-    with tqdm(total=len(clips), desc="embedding", unit="clip") as bar:
-        results = extractor.embed_clips(clips, progress=bar.update)
-    out = {"files": np.array(kept)}
+    with tqdm(total=len(paths), desc="embedding", unit="file") as bar:
+        results, skipped = embed_files(
+            extractor, paths, FLAGS.skip_errors, FLAGS.frames, progress=bar.update
+        )
+    if not results:
+        raise InputError(f"no readable audio among the {len(paths)} files given")
+    kept = sorted(results)
+    clips = [results[i] for i in kept]
+    out = {"files": np.array([paths[i] for i in kept])}
     if FLAGS.frames:
-        out["embeddings"] = _stack_padded([r.frames for r in results], 0)
-        out["num_frames"] = np.array([len(r.frames) for r in results])
+        out["embeddings"] = _stack_padded([r.frames for r in clips], 0)
+        out["num_frames"] = np.array([len(r.frames) for r in clips])
         if FLAGS.layers:
-            out["layers"] = _stack_padded([r.layer_frames for r in results], 1)
+            out["layers"] = _stack_padded([r.layer_frames for r in clips], 1)
     else:
-        out["embeddings"] = np.stack([r.embedding for r in results])
+        out["embeddings"] = np.stack([r.embedding for r in clips])
         if FLAGS.layers:
-            out["layers"] = np.stack([r.layers for r in results])
+            out["layers"] = np.stack([r.layers for r in clips])
     if FLAGS.skip_errors:
-        out["skipped"] = np.array([p for p, _ in skipped], dtype=str)
-        out["errors"] = np.array([e for _, e in skipped], dtype=str)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    np.savez(FLAGS.output, **out)
+        reasons = [skipped[i] for i in sorted(skipped)]
+        out["skipped"] = np.array([p for p, _ in reasons], dtype=str)
+        out["errors"] = np.array([e for _, e in reasons], dtype=str)
+    with atomic_output(output, overwrite=FLAGS.overwrite) as temporary:
+        np.savez(temporary, **out)
     print(
-        f"wrote {FLAGS.output}: {len(kept)} clips, embeddings {out['embeddings'].shape}"
-        + (f", {len(skipped)} skipped" if skipped else "")
+        f"wrote {with_suffix(FLAGS.output, '.npz')}: {len(kept)} clips, "
+        f"embeddings {out['embeddings'].shape}" + (f", {len(skipped)} skipped" if skipped else "")
     )
 
 
