@@ -166,6 +166,7 @@ def _train_fails(tmp_path, source, *overrides) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.single_backend  # refused from the files' headers, before any backend work
 def test_folder_of_corrupt_files_fails_at_once_naming_the_reason(tmp_path):
     folder = tmp_path / "corrupt"
     folder.mkdir()
@@ -178,6 +179,7 @@ def test_folder_of_corrupt_files_fails_at_once_naming_the_reason(tmp_path):
     )
 
 
+@pytest.mark.single_backend  # refused from the files' headers, before any backend work
 def test_fewer_usable_clips_than_one_batch_fails_at_once(manual_dir, tmp_path):
     folder = tmp_path / "few"
     folder.mkdir()

@@ -21,7 +21,8 @@ def _blobs(n=240, features=60, classes=5, seed=0):
 def test_matches_scikit_learn(l2):
     sklearn = pytest.importorskip("sklearn.linear_model")
     x, y = _blobs()
-    ours = LogisticRegression(l2, tolerance=1e-9).fit(x, y)
+    # 1e-8: at l2=0.1 the float64 gradient stalls near 1e-9 (rounding), seen with numpy 2.4.
+    ours = LogisticRegression(l2, tolerance=1e-8).fit(x, y)
     assert ours.converged
     standardised = (x - x.mean(0)) / x.std(0)
     # sklearn minimises ||W||^2 / 2 + C * sum(CE): the same optimum for C = 1 / (n * l2).

@@ -6,12 +6,14 @@ import keras
 import numpy as np
 import pytest
 
+from matpac_keras.errors import InputError
 from matpac_keras.training.config_file import load_config
 from matpac_keras.training.experiment import (
     build_backbone,
     build_pretrainer,
     check_config,
     run_budget,
+    synthetic_clips,
 )
 
 DEMO = pathlib.Path(__file__).resolve().parents[1] / "configs" / "demo.py"
@@ -25,7 +27,7 @@ def _tiny():
 @pytest.mark.parametrize(
     "field, value, error, message",
     [
-        ("data.source", "/no/such/corpus", FileNotFoundError, "config.data.source '/no/such"),
+        ("data.source", "/no/such/corpus", InputError, "config.data.source '/no/such"),
         ("data.source", None, ValueError, "config.data.source is not set"),
         ("data.num_examples", 21, ValueError, "config.data.num_examples=21, but .* 20 clips"),
         ("data.crop_frames", 48, ValueError, "config.data.crop_frames=48 exceeds"),
@@ -51,12 +53,28 @@ def test_check_config_names_the_field(field, value, error, message):
 
 
 @pytest.mark.single_backend
-def test_probe_needs_the_labelled_corpus(tmp_path):
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("nowhere", "probe_source 'nowhere': not one of"),
+        ("no_such_module:probe_data", "probe_source 'no_such_module:probe_data': No module"),
+        ("matpac_keras.demo.fsdd:nothing", "probe_source 'matpac_keras.demo.fsdd:nothing': "),
+    ],
+)
+def test_a_bad_probe_source_is_named_before_the_run(name, message):
     config = _tiny()
-    config.data.source = str(tmp_path)
     config.evaluate.linear_probe = True
-    with pytest.raises(ValueError, match="linear_probe needs data.source='synthetic'"):
+    check_config(config)  # the synthetic probe of the demo corpus
+    config.evaluate.probe_source = name
+    with pytest.raises(InputError, match=message):
         check_config(config)
+
+
+@pytest.mark.single_backend
+def test_synthetic_corpus_is_counted_for_the_budget():
+    config = _tiny()
+    assert config.data.num_examples is None and synthetic_clips(config) == 20
+    assert run_budget(config, synthetic_clips(config)).total_steps == 4 * 20 // 4
 
 
 @pytest.mark.single_backend
@@ -69,7 +87,7 @@ def test_random_init_baseline_is_the_runs_initial_encoder():
     """The demo's random-init encoder: the one the run started from, weight for weight."""
     config = _tiny()
     keras.utils.set_random_seed(config.seed)
-    student = build_pretrainer(config, run_budget(config)).backbone
+    student = build_pretrainer(config, run_budget(config, synthetic_clips(config))).backbone
     keras.utils.set_random_seed(config.seed)
     baseline = build_backbone(config.model)
     for a, b in zip(student.weights, baseline.weights, strict=True):

@@ -9,7 +9,7 @@ Under JAX multi-process data parallelism each process feeds its own rows of ever
 from absl import logging
 from ml_collections import ConfigDict
 
-from matpac_keras.training.experiment import SYNTHETIC
+from matpac_keras.training.experiment import SYNTHETIC, synthetic_clips
 from matpac_keras.training.inputs import RandomCropBatches, logmel_corpus
 
 
@@ -37,7 +37,7 @@ class TrainingData:
             from matpac_keras.data.dropped import DroppedClips
             from matpac_keras.data.inventory import Inventory
 
-            clips = data.synthetic.clips_per_class * _synthetic_classes()
+            clips = synthetic_clips(config)
             self.inventory = Inventory("the synthetic demo corpus", clips, clips, DroppedClips())
         else:
             from matpac_keras.data.inventory import open_source, take_inventory
@@ -117,12 +117,6 @@ class TrainingData:
             "data_position": {"epoch": epoch, "batch": batch},
             "epoch_lengths": list(self.stream.epoch_lengths),
         }
-
-
-def _synthetic_classes() -> int:
-    from matpac_keras.demo.synthetic import NUM_CLASSES
-
-    return NUM_CLASSES
 
 
 def process_rows(config: ConfigDict) -> slice | None:

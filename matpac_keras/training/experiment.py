@@ -44,6 +44,13 @@ def check_config(config: ConfigDict, source=None) -> None:
             f"config.data.crop_frames={data.crop_frames} exceeds config.model.max_frames="
             f"{config.model.max_frames}"
         )
+    if config.evaluate.linear_probe:
+        from matpac_keras.training.probe import probe_loader
+
+        probe_loader(config)
+    counted = synthetic_clips(config) if source is None and data.source == SYNTHETIC else None
+    if data.num_examples is None and counted is not None:
+        check_budget(config, counted)
     if data.num_examples is not None:
         if data.num_examples < 1:
             raise InputError(
@@ -87,6 +94,11 @@ def check_budget(
     return budget
 
 
+def synthetic_clips(config: ConfigDict) -> int:
+    """Clips of the synthetic demo corpus that `config.data.synthetic` describes."""
+    return config.data.synthetic.clips_per_class * NUM_CLASSES
+
+
 def _check_source(config: ConfigDict) -> None:
     data = config.data
     if data.source is None:
@@ -95,7 +107,7 @@ def _check_source(config: ConfigDict) -> None:
             "a folder of audio files"
         )
     if data.source == SYNTHETIC:
-        clips = data.synthetic.clips_per_class * NUM_CLASSES
+        clips = synthetic_clips(config)
         if data.num_examples is not None and data.num_examples != clips:
             raise InputError(
                 f"config.data.num_examples={data.num_examples}, but the synthetic corpus has "

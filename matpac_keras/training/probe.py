@@ -45,6 +45,12 @@ class ProbeData:
 
 def load_probe_data(config: ConfigDict) -> ProbeData:
     """The `ProbeData` of `config.evaluate.probe_source` (a registered name or module:function)."""
+    return probe_loader(config)(config)
+
+
+def probe_loader(config: ConfigDict):
+    """The function that `config.evaluate.probe_source` names (checked before a run starts, so
+    that a bad name fails at once rather than after the training); InputError naming it."""
     name = config.evaluate.probe_source
     target = PROBE_SOURCES.get(name, name)
     module_name, _, function = target.partition(":")
@@ -57,7 +63,7 @@ def load_probe_data(config: ConfigDict) -> ProbeData:
         loader = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as error:
         raise InputError(f"config.evaluate.probe_source {name!r}: {error}") from error
-    return loader(config)
+    return loader
 
 
 def embed(backbone: MatpacBackbone, waveforms, batch_size: int = 64) -> np.ndarray:
