@@ -183,21 +183,6 @@ def test_convert_checks_the_output_before_reading_the_checkpoint(tmp_path):
     assert existing.read_bytes() == b"the user's model"
 
 
-@pytest.fixture()
-def immutable_folder(tmp_path):
-    """A folder in which no one, root included, can create a file (chattr +i)."""
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    try:
-        done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
-    except FileNotFoundError:
-        pytest.skip("chattr is not installed")
-    if done.returncode != 0:
-        pytest.skip(f"chattr +i not supported here: {done.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["chattr", "-i", str(folder)], check=True)
-
-
 def test_unwritable_output_folders_are_refused_before_work(immutable_folder, tiny_model, tmp_path):
     missing = tmp_path / "missing.pt"
     output = immutable_folder / "m.keras"

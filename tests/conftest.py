@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import subprocess
 
 import numpy as np
 import pytest
@@ -89,3 +90,18 @@ def relative_error(ours, reference) -> float:
     return float(
         np.abs(np.asarray(ours, dtype=np.float64) - reference).max() / np.abs(reference).max()
     )
+
+
+@pytest.fixture()
+def immutable_folder(tmp_path):
+    """A folder in which no one, root included, can create a file (chattr +i)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    try:
+        done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+    except FileNotFoundError:
+        pytest.skip("chattr is not installed")
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i not supported here: {done.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)

@@ -233,21 +233,6 @@ def test_folder_that_cannot_hold_the_output_is_refused_before_work(tmp_path):
     assert check_writable_folder(created) == tmp_path and not created.exists()
 
 
-@pytest.fixture()
-def immutable_folder(tmp_path):
-    """A folder in which no one, root included, can create a file (chattr +i)."""
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    try:
-        done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
-    except FileNotFoundError:
-        pytest.skip("chattr is not installed")
-    if done.returncode != 0:
-        pytest.skip(f"chattr +i not supported here: {done.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["chattr", "-i", str(folder)], check=True)
-
-
 def test_unwritable_folder_is_refused_before_work(immutable_folder):
     with pytest.raises(OSError) as raw:  # what writing there without the check would give
         (immutable_folder / "probe").write_text("x")
