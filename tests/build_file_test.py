@@ -98,6 +98,15 @@ def test_every_test_file_has_a_py_test_running_it():
         assert {"fast", "slow"} & set(target["tags"]), f"{relative}: tagged neither fast nor slow"
 
 
+def test_smoke_targets_are_fast_ones_and_include_the_build_check():
+    targets = parse_build(ROOT / "BUILD")
+    smoke = {name for name, target in targets.items() if "smoke" in target.get("tags", [])}
+    expected = {pathlib.PurePosixPath(path).stem for path in update_build.SMOKE_TESTS}
+    assert smoke == expected and "build_file_test" in smoke
+    for name in smoke:
+        assert "fast" in targets[name]["tags"], f"{name}: a smoke target must be fast"
+
+
 def _write(root: pathlib.Path, path: str, text: str = "") -> None:
     (root / path).parent.mkdir(parents=True, exist_ok=True)
     (root / path).write_text(text, encoding="utf-8")

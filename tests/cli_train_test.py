@@ -1,9 +1,12 @@
-"""`matpac-train` as a user runs it: killed with SIGKILL and resumed; diverging.
+"""`matpac-train` as a user runs it on the synthetic demo corpus: its logs, TensorBoard events
+and probe; diverging. Also the helpers of the real-audio runs (tests/cli_train_real_audio_test.py),
+which SIGKILL runs and resume them.
 
 The runs use `configs/demo.py:tiny` (D=32, one block, 4-crop batches, 5 steps per epoch) under
-the current KERAS_BACKEND. A run SIGKILLed half way and started again must end
-in exactly the state of an uninterrupted run: same student, teachers, centre, step counter,
-mask generator, optimizer moments and schedules, hence the same logged metrics.
+the current KERAS_BACKEND. That a run SIGKILLed half way and started again ends in exactly the
+state of an uninterrupted run (same student, teachers, centre, step counter, mask generator,
+optimizer moments and schedules, hence the same logged metrics) is tested on real audio, from a
+folder and from a TFDS directory, in tests/cli_train_real_audio_test.py.
 """
 
 import hashlib
@@ -103,52 +106,17 @@ def assert_same_checkpoint(path_a, path_b) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """An uninterrupted run (with TensorBoard), and a killed-then-resumed one.
-
-    They share a JAX compilation cache: only the first run compiles the training step.
-    """
+    """An uninterrupted run, with TensorBoard and the linear probe."""
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax")))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     reference = tmp_path_factory.mktemp("reference")
-    resumed = tmp_path_factory.mktemp("resumed")
     finished = _run(
         reference, "--config.train.tensorboard=True", "--config.evaluate.linear_probe=True"
     )
-    killed_at = _kill_mid_way(resumed)
-    resume = _run(resumed)
-    return {
-        "reference": reference,
-        "resumed": resumed,
-        "killed_at": killed_at,
-        "reference_stdout": finished.stdout,
-        "resume_stderr": resume.stderr,
-    }
+    return {"reference": reference, "reference_stdout": finished.stdout}
 
 
-@pytest.mark.slow  # the runs fixture: 4 training processes, ~1 min
-def test_killed_run_resumes_where_it_stopped(runs):
-    killed_at = runs["killed_at"]
-    assert TOTAL // 2 <= killed_at < TOTAL
-    assert f"step {killed_at} of {TOTAL}" in runs["resume_stderr"]  # the resume log line
-    reference = dict(list_checkpoints(runs["reference"]))
-    resumed = dict(list_checkpoints(runs["resumed"]))
-    assert sorted(reference) == sorted(resumed) == list(range(2, TOTAL + 1, 2))
-    # Every checkpoint after the resume equals the uninterrupted run's, variable by variable:
-    # student, predictor, heads, teachers, centre, step, seed generator; optimizer moments.
-    for step in (killed_at + 2, TOTAL):
-        assert read_checkpoint(resumed[step])[0]["data_position"] == {"step": step}
-        assert_same_checkpoint(reference[step], resumed[step])
-    _, final = read_checkpoint(resumed[TOTAL])
-    assert int(final["model"]["matpac_pretrainer/step"]) == TOTAL
-    assert int(final["optimizer"]["adamw/iteration"]) == TOTAL
-    # The same schedules and losses, step by step; the rows the killed run logged after its
-    # checkpoint were replaced, so each step appears once.
-    rows_a, rows_b = read_metrics(runs["reference"]), read_metrics(runs["resumed"])
-    assert [r["step"] for r in rows_b] == list(range(1, TOTAL + 1))
-    assert rows_a == rows_b
-
-
-@pytest.mark.slow  # the runs fixture: 4 training processes, ~1 min
+@pytest.mark.slow  # the runs fixture: a training process
 def test_logs_hold_the_metrics_and_tensorboard_events(runs):
     rows = read_metrics(runs["reference"])
     assert [r["step"] for r in rows] == list(range(1, TOTAL + 1))
@@ -175,7 +143,7 @@ def test_logs_hold_the_metrics_and_tensorboard_events(runs):
     assert (runs["reference"] / "backbone.keras").is_file()
 
 
-@pytest.mark.slow  # the runs fixture: 4 training processes, ~1 min
+@pytest.mark.slow  # the runs fixture: a training process
 def test_finished_run_prints_and_writes_the_probe(runs):
     probe = json.loads((runs["reference"] / "probe.json").read_text())
     assert probe["probe_clips"] == {"train": 40, "test": 40} and probe["chance"] == 0.1
@@ -207,7 +175,7 @@ def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.slow  # the runs fixture: 4 training processes, ~1 min
+@pytest.mark.slow  # the runs fixture: a training process
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(runs, tmp_path):
     workdir = tmp_path / "diverging"
     shutil.copytree(runs["reference"], workdir)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up .venv (tools/setup.sh) and runs the test suite: the multi-backend core under
 # KERAS_BACKEND=tensorflow, jax and torch; backend-independent tests (marked single_backend:
-# data builders, export, checkpoints reader, CLIs) once, under TensorFlow; then the fast
-# tests again through Bazel (tools/bazel_test.sh), which also checks BUILD.
+# data builders, export, checkpoints reader, CLIs) once, under TensorFlow; then the "smoke"
+# targets through Bazel (tools/bazel_test.sh): the BUILD check and quick tests of the core
+# libraries' targets (`tools/bazel_test.sh` alone runs every "fast" target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -19,6 +20,6 @@ for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=$backend"
   KERAS_BACKEND=$backend python -m pytest -q -n 2 --dist loadfile "${marker[@]}" "$@" || status=1
 done
-echo "=== bazel test (fast targets, offline)"
-tools/bazel_test.sh || status=1
+echo "=== bazel test (smoke targets, offline)"
+tools/bazel_test.sh --test_tag_filters=smoke //... || status=1
 exit $status
