@@ -31,7 +31,7 @@ from etils import epath
 
 from matpac_keras import audio
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = audio.SAMPLE_RATE
 # MATPAC pre-trains on 608-frame (6.08 s) crops: shorter clips are dropped from pre-training sets.
 PRETRAIN_MIN_SECONDS = 6.08
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aif", ".aiff")

@@ -28,7 +28,8 @@ import soxr
 
 from matpac_keras.errors import InputError
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # the one sample rate of the model, the builders and the pipelines
+PCM16_SCALE = 32768.0  # int16 PCM x -> x / 32768 in [-1, 1), as libsndfile reads it
 BLOCK_FRAMES = 1 << 18  # frames decoded at once by stream_audio (5.5 s at 48 kHz)
 
 _DECODE_ERRORS = (sf.SoundFileError, RuntimeError, TypeError)
@@ -218,3 +219,13 @@ def load_audio(
     """
     blocks = list(stream_audio(path, sample_rate, min_samples, max_seconds))
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def pcm16_to_float(waveform) -> np.ndarray:
+    """int16 PCM -> float32 in [-1, 1) (x / PCM16_SCALE, as soundfile reads it); any other
+    array as float32 (unscaled). The builders store int16; this is its one conversion in NumPy
+    (`data/sources.to_float` is the same in tf.data)."""
+    waveform = np.asarray(waveform)
+    if waveform.dtype == np.int16:
+        return waveform.astype("float32") / np.float32(PCM16_SCALE)
+    return waveform.astype("float32", copy=False)

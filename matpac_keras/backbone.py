@@ -1,6 +1,13 @@
-"""The MATPAC encoder: patch embedding, fixed positions, cls token and transformer trunk."""
+"""The MATPAC encoder: patch embedding, fixed positions, cls token and transformer trunk.
+
+`MatpacBackbone` is a `keras_hub.models.Backbone`: `save_to_preset(dir)` writes a keras-hub
+preset directory (config.json, model.weights.h5, metadata.json) and
+`keras_hub.models.Backbone.from_preset(dir)` (or `MatpacBackbone.from_preset`) reads it back, once
+`matpac_keras` is imported (which registers the class with Keras).
+"""
 
 import keras
+import keras_hub
 from keras import ops
 
 from matpac_keras.layers import PatchEmbedding, TransformerStack, sincos_2d
@@ -26,7 +33,7 @@ class ShapeFreeModel(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
-class MatpacBackbone(ShapeFreeModel):
+class MatpacBackbone(keras_hub.models.Backbone):
     """Normalised log-mel [batch, num_mels, frames] -> tokens [batch, 1 + patches, embed_dim].
 
     Tokens are frequency-major (index = f * time_patches + t) and preceded by the cls token.
@@ -41,9 +48,15 @@ class MatpacBackbone(ShapeFreeModel):
         num_mels: int. Mel bins of the input. Defaults to 80.
         max_frames: int. Longest input in frames (the position grid). Defaults to 608 (6.08 s).
 
+    The backbone is built on construction (its weights do not depend on the input length), and
+    its input signature is `[batch, num_mels, frames]` with `frames` free, so that
+    `export(path, format=...)` traces it for any length.
+
     Example:
     >>> backbone = MatpacBackbone.from_variant("base")
     >>> tokens = backbone(keras.ops.zeros((2, 80, 608)))  # [2, 191, 768]
+    >>> backbone.save_to_preset("matpac_base")
+    >>> keras_hub.models.Backbone.from_preset("matpac_base")  # a MatpacBackbone
     """
 
     def __init__(
@@ -79,6 +92,7 @@ class MatpacBackbone(ShapeFreeModel):
         self.num_mels = num_mels
         self.max_frames = max_frames
         self.positions = sincos_2d(embed_dim, self.num_freq_patches, self.max_time_patches)
+        self.build()
 
     @classmethod
     def from_variant(cls, variant: str, **kwargs) -> "MatpacBackbone":
@@ -95,7 +109,14 @@ class MatpacBackbone(ShapeFreeModel):
     def max_time_patches(self) -> int:
         return self.max_frames // self.patch_size
 
+    @property
+    def input_shape_spec(self) -> tuple:
+        """The input shape this backbone takes: `(None, num_mels, None)`."""
+        return (None, self.num_mels, None)
+
     def build(self, input_shape=None):
+        if self.built:
+            return
         self.patch_embedding.build((None, self.num_mels, self.max_frames))
         self.cls_token = self.add_weight(
             shape=(1, 1, self.embed_dim),
@@ -105,14 +126,27 @@ class MatpacBackbone(ShapeFreeModel):
         self.encoder.build((None, None, self.embed_dim))
         self.built = True
 
+    def get_build_config(self):
+        return {"input_shape": list(self.input_shape_spec)}
+
+    def build_from_config(self, config):
+        self.build()
+
     def check_spectrogram_shape(self, shape) -> None:
         """Raises ValueError for inputs this backbone cannot encode (when shapes are static)."""
-        if len(shape) != 3:
+        try:
+            rank = len(shape)
+        except (TypeError, ValueError):  # unknown rank while tracing: the ops check it
+            return
+        if rank != 3:
             raise ValueError(f"expected log-mel [batch, {self.num_mels}, frames]; got {shape}")
         if shape[1] is not None and shape[1] != self.num_mels:
             raise ValueError(f"expected {self.num_mels} mel bins; got shape {tuple(shape)}")
-        frames = shape[2]
-        if frames is not None and not self.patch_size <= frames < self.max_frames + self.patch_size:
+        frames = shape[2]  # None, or a symbolic dimension while exporting: checked at run time
+        if (
+            isinstance(frames, int)
+            and not self.patch_size <= frames < self.max_frames + self.patch_size
+        ):
             raise ValueError(
                 f"input of {frames} frames: this backbone takes {self.patch_size} to "
                 f"{self.max_frames} frames; cut longer audio into chunks (see embedding.py)"
@@ -141,6 +175,37 @@ class MatpacBackbone(ShapeFreeModel):
         time = None if input_shape[2] is None else input_shape[2] // self.patch_size
         tokens = None if time is None else 1 + self.num_freq_patches * time
         return (input_shape[0], tokens, self.embed_dim)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kw):
+        """`keras.Model.export`, with the input signature `[batch, num_mels, frames]` (float32,
+        batch and frames free) unless one is given: no call is needed before exporting.
+
+        Formats: "tf_saved_model", "onnx", "openvino", "litert", under
+        `KERAS_BACKEND=tensorflow` (each run in its runtime by the tests). The weights do not
+        depend on the backend: load a preset or `.keras` of any backend under TensorFlow to
+        export it.
+
+        Raises:
+            ValueError: another backend (Keras's JAX and PyTorch exporters cannot trace the
+                free number of frames: they fail on the position slice or trace 1-frame
+                inputs).
+        """
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                f"export(format={format!r}) of a MatpacBackbone runs under "
+                f"KERAS_BACKEND=tensorflow (this process runs {keras.backend.backend()!r}); the "
+                "weights are backend-independent: load the preset or .keras file under "
+                "TensorFlow and export it there"
+            )
+        if input_signature is None:
+            input_signature = [keras.InputSpec(shape=self.input_shape_spec, dtype="float32")]
+        # TensorFlow's tracking of the model traces a default signature from the shapes `build`
+        # was called with: after `build(None)` that is an input of unknown rank, which no call
+        # can take.
+        self._build_shapes_dict = {"spectrogram": self.input_shape_spec}
+        return super().export(
+            filepath, format=format, verbose=verbose, input_signature=input_signature, **kw
+        )
 
     def get_config(self):
         return {

@@ -12,6 +12,8 @@ Two ways in, one chunk code (`chunk_lengths`, `_encode_group`, `_TimeMean`):
 
 - `embed_waveforms` / `embed_logmel` / `embed_clips`: whole clips in memory; the chunks at one
   position of all clips are encoded together, in batches of `batch_size`.
+- `bucketed_embeddings`: clips of many lengths (e.g. a dataset's), in few distinct shapes: the
+  log-mels of `exact_logmels`, padded as precise mode pads, grouped by padded length.
 - `embed_stream`: one clip as an iterable of waveform blocks (`audio.stream_audio`), in bounded
   memory whatever its length. Samples are kept only until their frames are computed: the
   log-mel frames s .. s + n - 1 (no centring, hop 160, n_fft 400) need exactly the samples
@@ -21,7 +23,7 @@ Two ways in, one chunk code (`chunk_lengths`, `_encode_group`, `_TimeMean`):
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import keras
@@ -281,6 +283,61 @@ class EmbeddingExtractor:
                 if progress is not None:
                     progress(len(batch))
         return results
+
+
+def exact_logmels(
+    frontend: Callable[[np.ndarray], np.ndarray],
+    waveforms: list[np.ndarray],
+    batch_size: int = 64,
+) -> list[np.ndarray]:
+    """Each clip's normalised log-mel [mels, num_frames(len)], with few distinct shapes.
+
+    Computing clips of many lengths one by one costs a retrace (TensorFlow) or an op-by-op
+    recompilation (JAX: over a second per clip) for every new length. Here clips are
+    zero-padded to a multiple of 16 hops, computed in batches, and each log-mel is cut back to
+    the clip's own frames: a frame only reads samples inside the clip, so they are unchanged.
+    `frontend` maps waveforms [B, samples] to log-mels [B, mels, frames] (numpy).
+    """
+    bucket = 16 * HOP_LENGTH
+    logmels: list = [None] * len(waveforms)
+    by_samples: dict[int, list[int]] = {}
+    for i, wave in enumerate(waveforms):
+        if len(wave) < N_FFT:
+            raise ValueError(f"clip {i} has {len(wave)} samples, fewer than one frame")
+        by_samples.setdefault(math.ceil(len(wave) / bucket) * bucket, []).append(i)
+    for length, indices in by_samples.items():
+        for start in range(0, len(indices), batch_size):
+            rows = indices[start : start + batch_size]
+            batch = np.stack([np.pad(waveforms[i], (0, length - len(waveforms[i]))) for i in rows])
+            for i, logmel in zip(rows, frontend(batch.astype("float32")), strict=True):
+                logmels[i] = logmel[:, : num_frames(len(waveforms[i]))]
+    return logmels
+
+
+def bucketed_embeddings(
+    extractor: "EmbeddingExtractor", waveforms: list[np.ndarray], batch_size: int = 64
+) -> np.ndarray:
+    """Clip embeddings [N, F*D] equal to `extractor.embed_clips`, with few distinct shapes.
+
+    `embed_clips` batches clips of identical length only (FSDD's lengths nearly all differ).
+    Here the log-mels come from `exact_logmels`, each is padded with zeros to a multiple of the
+    patch size as the precise mode does, and clips of equal padded length are encoded together.
+    """
+    patch = extractor.backbone.patch_size
+    logmels = [
+        np.pad(m, ((0, 0), (0, -m.shape[1] % patch)))
+        for m in exact_logmels(extractor.logmel, waveforms, batch_size)
+    ]
+    dim = extractor.backbone.num_freq_patches * extractor.backbone.embed_dim
+    out = np.zeros((len(waveforms), dim), "float32")
+    by_frames: dict[int, list[int]] = {}
+    for i, logmel in enumerate(logmels):
+        by_frames.setdefault(logmel.shape[1], []).append(i)
+    for indices in by_frames.values():
+        for start in range(0, len(indices), batch_size):
+            rows = indices[start : start + batch_size]
+            out[rows] = extractor.embed_logmel(np.stack([logmels[i] for i in rows])).embedding
+    return out
 
 
 def _pad_frames(logmel: np.ndarray, length: int) -> np.ndarray:

@@ -3,12 +3,7 @@
 import keras
 from keras import ops
 
-
-def l2_normalize(x, axis: int = -1):
-    """`x / max(||x||, eps)` (torch's F.normalize); eps 1e-12, or 1e-6 in float16."""
-    eps = 1e-6 if x.dtype == "float16" else 1e-12
-    norm = ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True))
-    return x / ops.maximum(norm, eps)
+from matpac_keras.layers import gelu, l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
@@ -73,8 +68,8 @@ class ClassificationHead(keras.layers.Layer):
         self.last_layer.build(shape)
 
     def call(self, x):
-        x = ops.gelu(self.mlp[0](x), approximate=False)
-        x = ops.gelu(self.mlp[1](x), approximate=False)
+        x = gelu(self.mlp[0](x))
+        x = gelu(self.mlp[1](x))
         return self.last_layer(l2_normalize(self.mlp[2](x)))
 
     def compute_output_shape(self, input_shape):

@@ -59,7 +59,8 @@ class HearModel(_framework_module()):
 
 
 def load_model(model_file_path: str = "") -> HearModel:
-    """The HEAR model of a `.keras` MATPAC file (backbone, pretrainer or classifier).
+    """The HEAR model of a MATPAC preset directory or `.keras` file (backbone, pretrainer or
+    classifier).
 
     No weights come with the package, so a path is required (convert the published
     checkpoints with matpac-convert).
@@ -69,7 +70,7 @@ def load_model(model_file_path: str = "") -> HearModel:
     if not model_file_path:
         raise ValueError(
             "model_file_path is required: no weights are bundled; convert an official "
-            "checkpoint with matpac-convert and pass the .keras file"
+            "checkpoint with matpac-convert and pass the preset directory or .keras file"
         )
     return HearModel(load_backbone(os.fspath(model_file_path)))
 

@@ -5,6 +5,23 @@ import numpy as np
 from keras import ops
 
 LAYER_NORM_EPSILON = 1e-6
+_SQRT_HALF = float(np.sqrt(0.5))
+
+
+def gelu(x):
+    """Exact GELU, `x / 2 * (1 + erf(x / sqrt(2)))`: PyTorch's formula (`nn.GELU()`).
+
+    Written with `erf` rather than `keras.ops.gelu(approximate=False)`, which TensorFlow
+    computes with `erfc`, an op ONNX has no mapping for (`export(format="onnx")` fails on it).
+    """
+    return 0.5 * x * (1.0 + ops.erf(x * _SQRT_HALF))
+
+
+def l2_normalize(x, axis: int = -1):
+    """`x / max(||x||, eps)` (torch's F.normalize); eps 1e-12, or 1e-6 in float16."""
+    eps = 1e-6 if x.dtype == "float16" else 1e-12
+    norm = ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True))
+    return x / ops.maximum(norm, eps)
 
 
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
@@ -124,7 +141,7 @@ class TransformerBlock(keras.layers.Layer):
 
     def call(self, x):
         x = x + self.attn(self.norm1(x))
-        return x + self.fc2(ops.gelu(self.fc1(self.norm2(x)), approximate=False))
+        return x + self.fc2(gelu(self.fc1(self.norm2(x))))
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio}

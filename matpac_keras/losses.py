@@ -2,7 +2,7 @@
 
 from keras import ops
 
-from matpac_keras.heads import l2_normalize
+from matpac_keras.layers import l2_normalize
 
 
 def prediction_loss(predicted, target):

@@ -1,18 +1,11 @@
 """Random unstructured masking of patch tokens (SPEC section 4, step 1)."""
 
-import keras
 from keras import ops
 
 
 def num_visible(num_tokens: int, mask_ratio: float) -> int:
     """Tokens kept visible: `int(num_tokens * (1 - mask_ratio))`, as the official code."""
     return int(num_tokens * (1 - mask_ratio))
-
-
-def random_shuffle_ids(batch_size: int, num_tokens: int, seed=None):
-    """Per-sample random permutations [batch, tokens]: `argsort` of uniform noise."""
-    noise = keras.random.uniform((batch_size, num_tokens), seed=seed)
-    return ops.argsort(noise, axis=-1)
 
 
 def gather_tokens(tokens, ids):

@@ -37,12 +37,19 @@ class AdamW(keras.optimizers.Optimizer):
     Weight decay applies to every trainable variable, as in the official run; exclude some with
     `exclude_from_weight_decay(...)`.
 
+    Layer-wise learning-rate decay (fine-tuning, BEiT / MAE): `lr_multipliers` maps variable
+    paths to a factor m; such a variable steps with the learning rate `lr * m`, its weight decay
+    included (`p <- p * (1 - lr * m * weight_decay)`). Scaling gradients would not do: Adam
+    normalises them away.
+
     Args:
         learning_rate: float or `LearningRateSchedule`. Defaults to 3e-4.
         beta_1, beta_2: floats. Moment decay rates. Default to 0.9 and 0.95 (SPEC section 5).
         epsilon: float. Added to the bias-corrected `sqrt(v)`. Defaults to 1e-6.
         weight_decay: float. Decoupled weight decay. Defaults to 0.05.
         global_clipnorm: float or None. Clip the gradients' global norm. Defaults to 3.0.
+        lr_multipliers: dict {variable path: multiplier} or None; missing paths use 1.
+            Defaults to None (every variable at the learning rate).
         **kwargs: other `keras.optimizers.Optimizer` arguments (name, ...).
     """
 
@@ -54,6 +61,7 @@ class AdamW(keras.optimizers.Optimizer):
         epsilon: float = 1e-6,
         weight_decay: float = 0.05,
         global_clipnorm: float | None = 3.0,
+        lr_multipliers: dict[str, float] | None = None,
         name: str = "adamw",
         **kwargs,
     ):
@@ -67,6 +75,7 @@ class AdamW(keras.optimizers.Optimizer):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.lr_multipliers = dict(lr_multipliers) if lr_multipliers else None
 
     def build(self, var_list):
         if self.built:
@@ -75,13 +84,25 @@ class AdamW(keras.optimizers.Optimizer):
         self._momentums, self._velocities = self.add_optimizer_variables(
             var_list, ["momentum", "velocity"]
         )
+        # By index: under TensorFlow, update_step sees the tf.Variable, which has no path.
+        multipliers = self.lr_multipliers or {}
+        self._scales = [float(multipliers.get(v.path, 1.0)) for v in var_list]
+
+    def _apply_weight_decay(self, variables):
+        if self.lr_multipliers is None:  # Keras applies it, at the learning rate
+            return super()._apply_weight_decay(variables)
+        # else in update_step, at each variable's own rate
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
+        index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, dtype)
+        if self.lr_multipliers is not None:
+            lr = lr * self._scales[index]
+            if self.weight_decay and self._use_weight_decay(variable):
+                self.assign_sub(variable, variable * ops.cast(self.weight_decay, dtype) * lr)
         gradient = ops.cast(gradient, dtype)
         step = ops.cast(self.iterations + 1, dtype)
-        index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
         self.assign(
@@ -104,4 +125,5 @@ class AdamW(keras.optimizers.Optimizer):
             "beta_1": self.beta_1,
             "beta_2": self.beta_2,
             "epsilon": self.epsilon,
+            "lr_multipliers": self.lr_multipliers,
         }

@@ -1,24 +1,47 @@
-"""Loading `.keras` files written by this package, on any backend.
+"""Loading models written by this package, on any backend: `.keras` files and keras-hub presets.
 
 A `.keras` file is a zip archive (`config.json`, `metadata.json`, `model.weights.h5`). Before
 Keras reads it, the archive is checked whole (its central directory and every member's CRC), so
 a truncated or damaged file is reported as such, naming it, rather than as Keras's "File not
 found"; a model that still fails to load is reported the same way, with Keras's reason.
+
+A preset is a keras-hub preset directory (`config.json` of the backbone, `model.weights.h5`,
+`metadata.json`, `audio_converter.json`), as `MatpacBackbone.save_to_preset` and
+`matpac-convert --output DIR` write it; it loads through keras-hub's `from_preset`. A missing or
+invalid config, missing weights or weights that do not load are reported naming the directory.
 """
 
+import importlib
 import json
 import os
 import zipfile
 
 import keras
+import keras_hub
 
-# Importing the modules registers their classes for deserialisation.
-from matpac_keras import embedding, pretrainer  # noqa: F401
+from matpac_keras.audio_converter import MatpacAudioConverter
 from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.errors import InputError
-from matpac_keras.evaluation import classifier  # noqa: F401
 
 MATPAC_MODELS = ("MatpacBackbone", "MatpacPretrainer", "MatpacClassifier", "TokenFeatures")
+PRESET_CONFIG = "config.json"
+PRESET_WEIGHTS = "model.weights.h5"
+PACKAGE = "matpac_keras"
+
+
+def import_model_module(config: dict) -> None:
+    """Imports the module of a saved MATPAC model (`config["module"]`, e.g.
+    `matpac_keras.evaluation.classifier`), which registers its class with Keras: this module
+    then needs no import of the higher-level modules whose models it loads. Only modules of this
+    package are imported; a config naming any other module is left to Keras (which refuses
+    classes it does not know).
+    """
+    module = str(config.get("module") or "")
+    if module == PACKAGE or module.startswith(f"{PACKAGE}."):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # not a module of this version: Keras reports the class it cannot locate
 
 
 def _corrupt(path: str, reason: str) -> InputError:
@@ -57,8 +80,64 @@ def read_keras_config(path: str | os.PathLike) -> dict:
     return config
 
 
+def is_preset(path: str | os.PathLike) -> bool:
+    """Whether `path` names a preset directory (rather than a `.keras` file)."""
+    return os.path.isdir(path)
+
+
+def read_preset_config(path: str | os.PathLike) -> dict:
+    """The backbone config (`config.json`) of a preset directory, checked.
+
+    Raises:
+        InputError: naming the directory: no `config.json`, not valid JSON, not a serialised
+            Keras object, or no weights file.
+    """
+    path = os.fspath(path)
+    config_path = os.path.join(path, PRESET_CONFIG)
+    if not os.path.isfile(config_path):
+        raise InputError(f"{path}: not a model preset (no {PRESET_CONFIG})")
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            config = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{config_path}: corrupt preset config (not valid JSON: {e})") from e
+    if not isinstance(config, dict) or "registered_name" not in config:
+        raise InputError(f"{config_path}: corrupt preset config (no Keras object in it)")
+    if not os.path.isfile(os.path.join(path, PRESET_WEIGHTS)):
+        raise InputError(f"{path}: incomplete preset (no {PRESET_WEIGHTS})")
+    return config
+
+
+def save_preset(backbone: MatpacBackbone, directory: str | os.PathLike) -> None:
+    """Writes `backbone` and its `MatpacAudioConverter` as a keras-hub preset directory."""
+    directory = os.fspath(directory)
+    backbone.save_to_preset(directory)
+    MatpacAudioConverter().save_to_preset(directory)
+
+
+def load_preset_backbone(path: str | os.PathLike) -> MatpacBackbone:
+    """The MatpacBackbone of a preset directory (`keras_hub.models.Backbone.from_preset`).
+
+    Raises:
+        InputError: naming the directory: as `read_preset_config`, a preset of another model,
+            or weights that do not load (truncated, or of another architecture).
+    """
+    path = os.fspath(path)
+    config = read_preset_config(path)
+    name = config["registered_name"]
+    import_model_module(config)
+    if keras.saving.get_registered_object(name) is not MatpacBackbone:
+        raise InputError(f"{path}: a preset of {name}, not of matpac_keras>MatpacBackbone")
+    try:
+        return keras_hub.models.Backbone.from_preset(path)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{path}: corrupt preset ({type(e).__name__}: {reason})") from e
+
+
 def load_model(path: str | os.PathLike) -> keras.Model:
-    """Loads any Keras model (matpac_keras's or a plain one) from a `.keras` file.
+    """Loads any Keras model (matpac_keras's or a plain one) from a `.keras` file, or the
+    backbone of a preset directory.
 
     Raises:
         FileNotFoundError: no file at `path`.
@@ -66,7 +145,10 @@ def load_model(path: str | os.PathLike) -> keras.Model:
             Keras cannot rebuild (e.g. of a class this package does not know).
     """
     path = os.fspath(path)
+    if is_preset(path):
+        return load_preset_backbone(path)
     config = read_keras_config(path)
+    import_model_module(config)
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:
@@ -79,13 +161,16 @@ def load_model(path: str | os.PathLike) -> keras.Model:
 
 
 def load_backbone(path: str | os.PathLike) -> MatpacBackbone:
-    """The (student) encoder of a saved backbone, pretrainer or classifier.
+    """The (student) encoder of a preset directory or of a saved backbone, pretrainer or
+    classifier (`.keras`).
 
     Raises:
         FileNotFoundError: no file at `path`.
         InputError: as `load_model`, or the file holds another kind of model.
     """
     path = os.fspath(path)
+    if is_preset(path):
+        return load_preset_backbone(path)
     config = read_keras_config(path)
     name, module = config.get("class_name"), str(config.get("module") or "")
     if name not in MATPAC_MODELS or not module.startswith("matpac_keras"):

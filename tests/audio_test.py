@@ -321,3 +321,15 @@ def test_stream_raises_on_a_late_bad_block(tmp_path):
         list(blocks)  # ... then the bad one stops the stream
     with pytest.raises(ValueError, match="block_frames"):
         next(audio.stream_audio(path, block_frames=0))
+
+
+def test_pcm16_to_float_is_libsndfiles_scaling():
+    from matpac_keras.audio import pcm16_to_float
+
+    pcm = np.array([-32768, -1, 0, 1, 32767], dtype=np.int16)
+    np.testing.assert_array_equal(
+        pcm16_to_float(pcm), np.array([-1.0, -1 / 32768, 0.0, 1 / 32768, 32767 / 32768], "float32")
+    )
+    assert pcm16_to_float(pcm).dtype == np.float32
+    floats = np.array([1.5, -2.0])  # float input: only cast, never rescaled or clipped
+    np.testing.assert_array_equal(pcm16_to_float(floats), floats.astype("float32"))

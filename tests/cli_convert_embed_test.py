@@ -35,11 +35,13 @@ def clips(tmp_path_factory, fixture_arrays):
     return paths
 
 
-@pytest.mark.parametrize("checkpoint", ["encoder_only.pt", "train_full.pt"])
+@pytest.mark.parametrize(
+    "checkpoint, output", [("encoder_only.pt", "preset"), ("train_full.pt", "model.keras")]
+)
 def test_convert_then_embed_reproduces_official(
-    tmp_path, fixtures_dir, fixture_arrays, clips, checkpoint
+    tmp_path, fixtures_dir, fixture_arrays, clips, checkpoint, output
 ):
-    model = str(tmp_path / "model.keras")
+    model = str(tmp_path / output)  # a preset directory, or a .keras file
     _run(
         "convert",
         f"--checkpoint={fixtures_dir / checkpoint}",
@@ -116,25 +118,28 @@ def test_mismatching_checkpoint_names_tensor(tmp_path, fixture_arrays):
     assert not (tmp_path / "b.keras").exists()
 
 
-def test_convert_names_the_file_written_and_replaces_only_when_asked(tmp_path, fixtures_dir):
-    model = tmp_path / "m.keras"
-    first = _run(
-        "convert", f"--checkpoint={fixtures_dir / 'encoder_only.pt'}", f"--output={tmp_path / 'm'}"
+def test_convert_names_the_output_written_and_replaces_only_when_asked(tmp_path, fixtures_dir):
+    encoder, training = fixtures_dir / "encoder_only.pt", fixtures_dir / "train_full.pt"
+    preset, model = tmp_path / "m", tmp_path / "m.keras"
+    first = _run("convert", f"--checkpoint={encoder}", f"--output={preset}")
+    assert first.stdout.strip() == f"wrote {preset} (preset of the MatpacBackbone)"
+    files = ["audio_converter.json", "config.json", "metadata.json", "model.weights.h5"]
+    assert sorted(os.listdir(preset)) == files
+    refused = _run("convert", f"--checkpoint={training}", f"--output={preset}", ok=False)
+    assert refused.stderr.strip() == (
+        f"Error: --output {preset}: already exists and is not empty (pass --overwrite to "
+        "replace it)"
     )
-    assert first.stdout.strip() == f"wrote {model} (MatpacBackbone)"  # the suffix it added
+    _run("convert", f"--checkpoint={encoder}", f"--output={model}")
     before = model.read_bytes()
-    refused = _run(
-        "convert", f"--checkpoint={fixtures_dir / 'train_full.pt'}", f"--output={model}", ok=False
-    )
+    refused = _run("convert", f"--checkpoint={training}", f"--output={model}", ok=False)
     assert refused.stderr.strip() == (
         f"Error: --output {model}: already exists (pass --overwrite to replace it)"
     )
     assert model.read_bytes() == before
-    replaced = _run(
-        "convert",
-        f"--checkpoint={fixtures_dir / 'train_full.pt'}",
-        f"--output={model}",
-        "--overwrite",
-    )
+    replaced = _run("convert", f"--checkpoint={training}", f"--output={model}", "--overwrite")
     assert replaced.stdout.strip() == f"wrote {model} (MatpacPretrainer)"
-    assert os.listdir(tmp_path) == ["m.keras"]  # no temporary left
+    replaced = _run("convert", f"--checkpoint={training}", f"--output={preset}/", "--overwrite")
+    assert replaced.stdout.strip() == f"wrote {preset} (preset of the MatpacBackbone)"
+    assert sorted(os.listdir(tmp_path)) == ["m", "m.keras"]  # no temporary left
+    assert sorted(os.listdir(preset)) == files

@@ -172,14 +172,19 @@ def test_convert_checks_the_output_before_reading_the_checkpoint(tmp_path):
     existing = tmp_path / "m.keras"
     existing.write_bytes(b"the user's model")
     missing = tmp_path / "missing.pt"
-    line = _one_line(_cli("convert", f"--checkpoint={missing}", f"--output={tmp_path / 'm'}"))
+    line = _one_line(_cli("convert", f"--checkpoint={missing}", f"--output={existing}"))
     assert line == f"Error: --output {existing}: already exists (pass --overwrite to replace it)"
     notes = tmp_path / "notes.txt"
     notes.write_text("a file, not a folder")
     line = _one_line(_cli("convert", f"--checkpoint={missing}", f"--output={notes / 'm.keras'}"))
     assert line == f"Error: --output {notes / 'm.keras'}: {notes} is a file, not a folder"
+    line = _one_line(_cli("convert", f"--checkpoint={missing}", f"--output={notes}"))
+    assert line == f"Error: --output {notes}: is a file; a folder is written here"
     line = _one_line(_cli("convert", f"--checkpoint={missing}", f"--output={tmp_path}/"))
-    assert line.startswith(f"Error: --output {tmp_path}/: names a folder; give a file name")
+    assert line == (  # a preset directory: an existing, non-empty one is kept
+        f"Error: --output {tmp_path}: already exists and is not empty (pass --overwrite to "
+        "replace it)"
+    )
     assert existing.read_bytes() == b"the user's model"
 
 

@@ -15,7 +15,6 @@ import tensorflow_datasets as tfds
 from keras import ops
 
 from matpac_keras.audio import load_audio
-from matpac_keras.data.clips import clip_dataset
 from matpac_keras.data.dropped import DroppedClips
 from matpac_keras.data.pretraining import crop_samples, pretraining_dataset, random_crop
 from matpac_keras.frontend import HOP_LENGTH, LogMelSpectrogram
@@ -187,13 +186,6 @@ def test_tfds_sources(tmp_path):
     }
     waves = {name: ex["audio"] / np.float32(32768) for name, ex in stored.items()}
 
-    clips = list(tfds.as_numpy(clip_dataset(builder, split="train")))
-    assert sorted(c["filename"].decode() for c in clips) == sorted(stored)
-    for clip in clips:
-        ex = stored[clip["filename"].decode()]
-        np.testing.assert_array_equal(clip["waveform"], waves[clip["filename"].decode()])
-        assert clip["waveform"].dtype == np.float32 and clip["label"] == ex["label"]
-
     for source in (builder, builder.as_dataset(split="train")):
         dropped = DroppedClips()
         dataset = pretraining_dataset(
@@ -210,35 +202,6 @@ def test_tfds_sources(tmp_path):
         assert dropped.names("too_short") == {"clip0.wav", "clip2.wav", "clip5.wav"}
         assert all(len(_locate(row, waves)) == 1 for row in rows)
 
-    with pytest.raises(ValueError, match="a split is needed"):
-        clip_dataset(builder)
-    with pytest.raises(ValueError, match="filename_key='path'.*'filename'"):
-        clip_dataset(builder.as_dataset(split="train"), filename_key="path")
-    unlabelled = clip_dataset(builder, split="train", label_key=None)
-    assert set(unlabelled.element_spec) == {"waveform", "filename"}
-
-
-@single_backend
-def test_clip_dataset_of_files(tmp_path, fsdd_files, waves):
-    files = fsdd_files[:6]
-    digits = [int(pathlib.Path(f).name[0]) for f in files]
-    clips = list(tfds.as_numpy(clip_dataset(files, labels=digits)))
-    assert [c["filename"].decode() for c in clips] == files  # the given order
-    for clip, path, digit in zip(clips, files, digits, strict=True):
-        np.testing.assert_array_equal(clip["waveform"], waves[path])  # whole, at 16 kHz
-        assert clip["label"] == digit
-    multi_hot = np.eye(10, dtype=np.float32)[digits]
-    (first,) = tfds.as_numpy(clip_dataset(files, labels=multi_hot).take(1))
-    np.testing.assert_array_equal(first["label"], multi_hot[0])
-    assert set(clip_dataset(files).element_spec) == {"waveform", "filename"}
-
-    broken = tmp_path / "broken.wav"
-    broken.write_bytes(b"RIFF" + bytes(100))
-    with pytest.raises(tf.errors.OpError, match="broken.wav: cannot decode"):
-        list(clip_dataset([files[0], str(broken)]))
-    with pytest.raises(ValueError, match="2 labels for 6 audio files"):
-        clip_dataset(files, labels=[0, 1])
-
 
 @single_backend
 def test_bad_arguments(tmp_path, fsdd_files):
@@ -248,12 +211,6 @@ def test_bad_arguments(tmp_path, fsdd_files):
         pretraining_dataset(fsdd_files, 2, crop_frames=-1)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         pretraining_dataset(tmp_path / "nowhere", 2)
-    with pytest.raises(ValueError, match=f"no audio files .* under {tmp_path}"):
-        clip_dataset(tmp_path)
-    with pytest.raises(ValueError, match="empty list"):
-        clip_dataset([])
-    with pytest.raises(TypeError, match="got int"):
-        clip_dataset(3)
 
 
 class _XOnlyModel(keras.Model):

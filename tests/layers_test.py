@@ -4,8 +4,14 @@ import keras
 import numpy as np
 import pytest
 
-from matpac_keras.heads import ClassificationHead, WeightNormDense, l2_normalize
-from matpac_keras.layers import PatchEmbedding, TransformerBlock, TransformerStack, sincos_2d
+from matpac_keras.heads import ClassificationHead, WeightNormDense
+from matpac_keras.layers import (
+    PatchEmbedding,
+    TransformerBlock,
+    TransformerStack,
+    l2_normalize,
+    sincos_2d,
+)
 from tests import numpy_reference as ref
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (Python 3.10+) and installs matpac-keras with TensorFlow, JAX, PyTorch (CPU) and
-# the test tools. Idempotent: a second run only checks the installation.
+# Creates .venv (Python 3.11+) and installs matpac-keras with TensorFlow, JAX, PyTorch (CPU builds),
+# the export runtimes and the test tools. Idempotent: a second run only checks the installation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"

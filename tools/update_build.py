@@ -51,6 +51,9 @@ SLOW_TESTS = {
     "tests/cli_embed_output_test.py": "35 s",
     "tests/cli_embed_memory_test.py": "45 s",
     "tests/training_checkpoint_test.py": "45 s",
+    "tests/presets_test.py": "25 s",
+    "tests/export_formats_test.py": "65 s",
+    "tests/tfds_build_cli_test.py": "35 s",
 }
 # The builder tests (~20 s each under Bazel) all run under pytest; Bazel's fast set keeps the
 # shared library's, the others run when named. (Their dummy_data/ files are symlinks out of the
@@ -80,6 +83,7 @@ EXTRA_DEPS = {
 BUILDER_USERS = (
     "matpac_keras/evaluation/tfds_source.py",
     "matpac_datasets/audio_builder_lib_test.py",
+    "tests/package_layering_test.py",
 )
 # build_file_test reads the source tree itself (not its runfiles): never cached, so always run.
 EXTRA_DATA = {"tests/build_file_test.py": ("BUILD", "tools/update_build.py")}
@@ -98,6 +102,7 @@ SMOKE_TESTS = (
     "tests/torch_checkpoint_test.py",
     "tests/demo_synthetic_test.py",
     "matpac_datasets/audio_builder_lib_test.py",
+    "tests/package_layering_test.py",
 )
 
 HEADER = """\

@@ -1,13 +1,22 @@
-"""`matpac-convert`: an official MATPAC / MATPAC++ PyTorch checkpoint -> a `.keras` file.
+"""`matpac-convert`: an official MATPAC / MATPAC++ PyTorch checkpoint -> a keras-hub preset
+directory or a `.keras` file.
 
 Reads `.pt` files without PyTorch (matpac_keras.torch_checkpoint) and `.npz` exports of a
-state_dict. Encoder-only files give a MatpacBackbone; full training files a MatpacPretrainer
-(student, predictor, heads, teachers and centre), from which `matpac-embed` uses the student.
+state_dict. The architecture is read from the tensors (the attention heads, which shapes do not
+show, default to width / 64, the ViT convention all published models follow); the published
+files (`matpac_keras.presets`) are recognised by name and checked against their entry.
 
-    matpac-convert --checkpoint matpac_encoder.pt --output matpac.keras [--overwrite]
+    matpac-convert --checkpoint matpac_plus_6s_2048_enconly.pt --output matpac_plus  # preset
+    matpac-convert --checkpoint matpac_10_2048.pt --output matpac.keras [--overwrite]
 
-The output is checked before the checkpoint is read (an existing file is refused without
---overwrite) and written atomically: a failed or killed run leaves no partial file.
+An `--output` ending in `.keras` gets a `.keras` file: a MatpacBackbone for encoder-only files,
+a MatpacPretrainer (student, predictor, heads, teachers and centre) for training files. Any
+other name gets a preset directory (config.json, model.weights.h5, metadata.json,
+audio_converter.json) holding the (student) encoder and its audio converter, which
+`keras_hub.models.Backbone.from_preset(DIR)` and every `--model` flag load.
+
+The output is checked before the checkpoint is read (an existing one is refused without
+--overwrite) and written atomically: a failed or killed run leaves no partial file or folder.
 """
 
 import os
@@ -19,11 +28,16 @@ from absl import app, flags, logging
 
 from matpac_keras.cli.entry import run_app
 from matpac_keras.errors import InputError
-from matpac_keras.outputs import OutputError, atomic_output, check_output, with_suffix
+from matpac_keras.outputs import atomic_output, check_output
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Official checkpoint: a .pt file (or .npz of its tensors).")
-flags.DEFINE_string("output", None, "The .keras file to write (.keras is appended if missing).")
+flags.DEFINE_string(
+    "output",
+    None,
+    "Where to write: a name ending in .keras gets a .keras file, any other a keras-hub preset "
+    "directory (the encoder and its audio converter).",
+)
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
 flags.DEFINE_integer(
     "num_heads",
@@ -62,16 +76,35 @@ def read_state_dict(path: str) -> dict:
     return find_state_dict(load_torch_checkpoint(path))
 
 
+def check_published(path: str, backbone) -> None:
+    """For a published file (by name), its architecture checked against `presets.py`.
+
+    Raises:
+        CheckpointMismatchError: the file's tensors disagree with its entry.
+    """
+    from matpac_keras.backbone import BACKBONE_VARIANTS
+    from matpac_keras.convert import CheckpointMismatchError
+    from matpac_keras.presets import published_checkpoint
+
+    entry = published_checkpoint(path)
+    if entry is None:
+        return
+    expected = dict(BACKBONE_VARIANTS[entry.variant], max_frames=entry.max_frames)
+    found = {key: getattr(backbone, key) for key in expected}
+    if found != expected:
+        raise CheckpointMismatchError(
+            f"named as the published {entry.file} ({entry.description}: {expected}), but its "
+            f"tensors give {found}"
+        )
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        output = with_suffix(FLAGS.output, ".keras")
-    except OutputError as error:
-        raise OutputError(f"--output {error}") from None
-    check_output(
-        output, overwrite=FLAGS.overwrite, flag="--output"
-    )  # before the work: exists? writable?
+    preset = not FLAGS.output.endswith(".keras")
+    output = check_output(  # before the work: exists? writable?
+        FLAGS.output.rstrip("/") or FLAGS.output, FLAGS.overwrite, folder=preset, flag="--output"
+    )
     state = read_state_dict(FLAGS.checkpoint)  # before Keras is imported: fails in a moment
     from matpac_keras.convert import CheckpointMismatchError, model_from_state_dict
 
@@ -79,11 +112,17 @@ def main(argv):
         model = model_from_state_dict(
             state, FLAGS.num_heads, FLAGS.predictor_num_heads, num_mels=FLAGS.num_mels
         )
+        check_published(FLAGS.checkpoint, getattr(model, "backbone", model))
     except CheckpointMismatchError as error:
         raise InputError(f"--checkpoint {FLAGS.checkpoint}: {error}") from error
-    with atomic_output(output, overwrite=FLAGS.overwrite) as temporary:
-        model.save(temporary)
     backbone = getattr(model, "backbone", model)
+    with atomic_output(output, overwrite=FLAGS.overwrite, folder=preset) as temporary:
+        if preset:
+            from matpac_keras.saving import save_preset
+
+            save_preset(backbone, temporary)
+        else:
+            model.save(temporary)
     logging.info(
         "wrote %s: %s, encoder D=%d depth=%d heads=%d max_frames=%d",
         output,
@@ -93,7 +132,8 @@ def main(argv):
         backbone.num_heads,
         backbone.max_frames,
     )
-    print(f"wrote {output} ({type(model).__name__})")
+    kind = f"preset of the {type(backbone).__name__}" if preset else type(model).__name__
+    print(f"wrote {output} ({kind})")
 
 
 def run():

@@ -26,7 +26,9 @@ from absl import app, flags, logging
 from matpac_keras.cli.entry import run_app
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "A .keras MATPAC model (backbone or pretrainer).")
+flags.DEFINE_string(
+    "model", None, "A MATPAC model: a preset directory or a .keras file (backbone or pretrainer)."
+)
 flags.DEFINE_string("output", None, "The .npz file to write ('.npz' is appended if missing).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
 flags.DEFINE_enum("mode", "precise", ["precise", "fast"], "Chunking mode (SPEC section 6).")

@@ -5,7 +5,8 @@ docstring and flags, and an error the user can fix is printed as one line on std
 
     Error: <file or argument>: <reason>
 
-with exit status 1 (the traceback too with `--verbosity=1`). User errors are
+with exit status 1 (the traceback too with `--verbosity=1`, which also shows TensorFlow's C++
+start-up lines). User errors are
 `matpac_keras.errors.InputError` and its subclasses, `app.UsageError`, a missing, unreadable or
 wrong-kind file (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError), an
 OSError of a full, read-only or forbidden file system (ENOSPC, EDQUOT, EROFS, EACCES, EPERM),
@@ -102,7 +103,8 @@ def run_app(module: types.ModuleType, main, **kwargs) -> None:
 
     absl's help describes the `__main__` module, which for an installed console script is the
     generated wrapper: without this, `matpac-embed --help` lists no flags of its own. User
-    errors raised by `main` are printed as one line (see the module docstring).
+    errors raised by `main` are printed as one line (see the module docstring). TensorFlow's
+    C++ start-up lines are hidden unless `--verbosity` is 1 or more (`cli/__init__.py`).
     """
     sys.modules["__main__"].__doc__ = module.__doc__
     for flag in flags.FLAGS.get_flags_for_module(module.__name__):

@@ -19,7 +19,6 @@ TFDS datasets are prepared on first use from --manual_dir (TensorFlow and TFDS r
 """
 
 import dataclasses
-import os
 import sys
 
 from absl import app, flags
@@ -39,7 +38,8 @@ flags.DEFINE_list(
 flags.DEFINE_string(
     "model",
     None,
-    "A .keras MATPAC backbone, pretrainer or fine-tuned classifier (its encoder is used); "
+    "A .keras MATPAC backbone, pretrainer or fine-tuned classifier, or a preset directory (its "
+    "encoder is used); "
     "needed unless --features=logmel_stats.",
 )
 flags.DEFINE_enum(
@@ -130,8 +130,12 @@ _RUN_FLAGS = ("runs", "first_seed", "valid_fraction")
 
 
 def default_output_dir(model: str | None) -> str:
-    """`<model without .keras>_eval`, or `logmel_stats_eval` without a model."""
-    return os.path.splitext(model)[0] + "_eval" if model else "logmel_stats_eval"
+    """`<model without .keras>_eval` (`<preset>_eval` for a preset directory), or
+    `logmel_stats_eval` without a model."""
+    if not model:
+        return "logmel_stats_eval"
+    model = model.rstrip("/")
+    return (model[: -len(".keras")] if model.endswith(".keras") else model) + "_eval"
 
 
 def options_from_flags():

@@ -28,7 +28,11 @@ from absl import app, flags, logging
 from matpac_keras.cli.entry import run_app
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "A .keras MATPAC model (backbone, pretrainer or classifier).")
+flags.DEFINE_string(
+    "model",
+    None,
+    "A MATPAC model: a preset directory or a .keras backbone, pretrainer or classifier.",
+)
 flags.DEFINE_string("output", None, "The SavedModel folder to write (new or empty).")
 flags.DEFINE_string("head", None, "Optional .keras probe on clip embeddings or MatpacClassifier.")
 flags.DEFINE_string(

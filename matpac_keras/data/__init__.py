@@ -6,7 +6,6 @@ file imports nothing, so the generated Bazel targets have no package <-> module 
 
 - `pretraining.pretraining_dataset`: shuffled clips -> random 608-frame crops -> normalised
   log-mel batches [B, 80, 608] (x only), or the cropped waveforms (`logmel_in_pipeline=False`).
-- `clips.clip_dataset`: whole clips (waveform, filename, label) for embedding extraction.
 - `sources`: folders, file lists, TFDS builders and datasets as a pipeline's input.
 - `dropped.DroppedClips`: the clips a pipeline skipped (too short, undecodable), counted, logged.
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from matpac_keras import audio
 from matpac_keras.audio import AudioError, load_audio
 from matpac_keras.data.dropped import BAD_AUDIO, DroppedClips
 from matpac_keras.errors import InputError
@@ -126,7 +127,8 @@ def example_name(example: dict[str, tf.Tensor], index: tf.Tensor) -> tf.Tensor:
 
 
 def to_float(waveform: tf.Tensor) -> tf.Tensor:
-    """int16 PCM -> float32 in [-1, 1) (x / 32768, as soundfile reads it); floats as float32."""
+    """int16 PCM -> float32 in [-1, 1) (x / 32768, as soundfile reads it); floats as float32.
+    `audio.pcm16_to_float` in tf.data."""
     if waveform.dtype == tf.int16:
-        return tf.cast(waveform, tf.float32) / 32768.0
+        return tf.cast(waveform, tf.float32) / audio.PCM16_SCALE
     return tf.cast(waveform, tf.float32)

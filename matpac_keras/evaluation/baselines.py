@@ -3,7 +3,7 @@
 import numpy as np
 from keras import ops
 
-from matpac_keras.evaluation.features import exact_logmels
+from matpac_keras.embedding import exact_logmels
 from matpac_keras.frontend import N_FFT, LogMelSpectrogram
 
 

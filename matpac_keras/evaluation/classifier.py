@@ -12,8 +12,7 @@ import numpy as np
 from keras import ops
 
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.embedding import EmbeddingExtractor
-from matpac_keras.evaluation.features import bucketed_embeddings, exact_logmels
+from matpac_keras.embedding import EmbeddingExtractor, bucketed_embeddings, exact_logmels
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")

@@ -8,7 +8,6 @@ reads the file instead of embedding the audio again.
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable, Iterable
 
@@ -16,19 +15,24 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from matpac_keras.embedding import EmbeddingExtractor
+from matpac_keras.audio import SAMPLE_RATE
 from matpac_keras.evaluation.probe import ProbeData
-from matpac_keras.frontend import HOP_LENGTH, N_FFT, num_frames
+from matpac_keras.frontend import N_FFT
 from matpac_keras.outputs import atomic_output
 
 SOURCES = ("model", "random_init", "logmel_stats")
 INPUT_LENGTHS = ("full", "evar")
-SAMPLE_RATE = 16000
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    """Hex SHA-256 of a file, read in 1 MiB blocks; of a folder (a preset), of its files' names
+    and contents, in name order."""
     digest = hashlib.sha256()
+    if os.path.isdir(path):
+        for name in sorted(os.listdir(path)):
+            if os.path.isfile(os.path.join(path, name)):
+                digest.update(f"{name}\0{file_sha256(os.path.join(path, name))}\0".encode())
+        return digest.hexdigest()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
@@ -49,61 +53,6 @@ def fit_length(waveform: np.ndarray, seconds: float | None) -> np.ndarray:
         n = int(round(seconds * SAMPLE_RATE))
         waveform = np.pad(waveform[:n], (0, max(0, n - len(waveform))))
     return np.pad(waveform, (0, max(0, N_FFT - len(waveform))))
-
-
-def exact_logmels(
-    frontend: Callable[[np.ndarray], np.ndarray],
-    waveforms: list[np.ndarray],
-    batch_size: int = 64,
-) -> list[np.ndarray]:
-    """Each clip's normalised log-mel [mels, num_frames(len)], with few distinct shapes.
-
-    Computing clips of many lengths one by one costs a retrace (TensorFlow) or an op-by-op
-    recompilation (JAX: over a second per clip) for every new length. Here clips are
-    zero-padded to a multiple of 16 hops, computed in batches, and each log-mel is cut back to
-    the clip's own frames: a frame only reads samples inside the clip, so they are unchanged.
-    `frontend` maps waveforms [B, samples] to log-mels [B, mels, frames] (numpy).
-    """
-    bucket = 16 * HOP_LENGTH
-    logmels: list = [None] * len(waveforms)
-    by_samples: dict[int, list[int]] = {}
-    for i, wave in enumerate(waveforms):
-        if len(wave) < N_FFT:
-            raise ValueError(f"clip {i} has {len(wave)} samples, fewer than one frame")
-        by_samples.setdefault(math.ceil(len(wave) / bucket) * bucket, []).append(i)
-    for length, indices in by_samples.items():
-        for start in range(0, len(indices), batch_size):
-            rows = indices[start : start + batch_size]
-            batch = np.stack([np.pad(waveforms[i], (0, length - len(waveforms[i]))) for i in rows])
-            for i, logmel in zip(rows, frontend(batch.astype("float32")), strict=True):
-                logmels[i] = logmel[:, : num_frames(len(waveforms[i]))]
-    return logmels
-
-
-def bucketed_embeddings(
-    extractor: EmbeddingExtractor, waveforms: list[np.ndarray], batch_size: int = 64
-) -> np.ndarray:
-    """Clip embeddings [N, F*D] equal to `extractor.embed_clips`, with few distinct shapes.
-
-    `embed_clips` batches clips of identical length only (FSDD's lengths nearly all differ).
-    Here the log-mels come from `exact_logmels`, each is padded with zeros to a multiple of the
-    patch size as the precise mode does, and clips of equal padded length are encoded together.
-    """
-    patch = extractor.backbone.patch_size
-    logmels = [
-        np.pad(m, ((0, 0), (0, -m.shape[1] % patch)))
-        for m in exact_logmels(extractor.logmel, waveforms, batch_size)
-    ]
-    dim = extractor.backbone.num_freq_patches * extractor.backbone.embed_dim
-    out = np.zeros((len(waveforms), dim), "float32")
-    by_frames: dict[int, list[int]] = {}
-    for i, logmel in enumerate(logmels):
-        by_frames.setdefault(logmel.shape[1], []).append(i)
-    for indices in by_frames.values():
-        for start in range(0, len(indices), batch_size):
-            rows = indices[start : start + batch_size]
-            out[rows] = extractor.embed_logmel(np.stack([logmels[i] for i in rows])).embedding
-    return out
 
 
 def compute(

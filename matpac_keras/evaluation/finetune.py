@@ -26,9 +26,11 @@ from matpac_keras.errors import InputError
 from matpac_keras.evaluation import protocol, tasks, tfds_source
 from matpac_keras.evaluation.classifier import MatpacClassifier
 from matpac_keras.evaluation.finetune_data import CropBatches, targets_of
-from matpac_keras.evaluation.layerwise import LayerwiseAdamW, lr_multipliers
+from matpac_keras.evaluation.layerwise import lr_multipliers
 from matpac_keras.evaluation.probe import KeepBest, masked_binary_crossentropy
 from matpac_keras.head_labels import labels_path, save_head_labels
+from matpac_keras.model_path import check_model_path
+from matpac_keras.optimizers import AdamW
 from matpac_keras.outputs import atomic_output, check_output, remove_stale_temporaries
 from matpac_keras.workdir_lock import workdir_lock
 
@@ -145,10 +147,8 @@ def check_config(config) -> tasks.Task:
         raise InputError(
             f"config.fold must be one of {task.folds} for {task.name}: {config.fold!r}"
         )
-    if config.model and not os.path.isfile(config.model):
-        raise FileNotFoundError(f"config.model {config.model!r}: no such file")
-    if config.model and not config.model.endswith(".keras"):
-        raise InputError(f"config.model {config.model!r}: expected a .keras file")
+    if config.model:
+        check_model_path(config.model, "config.model")
     for field in _RANGES:
         _check_range(config, field)
     if config.crop_frames % 16:
@@ -223,11 +223,17 @@ def _finetune(config, task: tasks.Task, paths: dict, log, overwrite: bool) -> di
         )
 
     train, valid = batches("train", True), batches("valid", False)
-    optimizer = LayerwiseAdamW(
+    optimizer = AdamW(
         schedule(config, len(train)),
+        beta_2=0.999,  # Adam's default, as fine-tuning recipes (BEiT, MAE) use
+        epsilon=1e-8,
         weight_decay=config.weight_decay,
-        lr_multipliers=lr_multipliers(model, config.layer_decay),
         global_clipnorm=config.clip_norm or None,
+        lr_multipliers=lr_multipliers(model, config.layer_decay),
+    )
+    # No decay for biases, norms and the cls token: only the 2-D kernels decay.
+    optimizer.exclude_from_weight_decay(
+        var_list=[v for v in model.trainable_variables if len(v.shape) != 2]
     )
     model.compile(optimizer=optimizer, loss=loss_for(task))
     keep_best = KeepBest(None, config.patience or None)

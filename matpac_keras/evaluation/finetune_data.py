@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from matpac_keras.audio import pcm16_to_float
 from matpac_keras.frontend import HOP_LENGTH, N_FFT, LogMelSpectrogram, num_frames
 
 
@@ -80,9 +81,7 @@ class CropBatches(keras.utils.PyDataset):
 
     def _crop(self, waveform: np.ndarray) -> tuple[np.ndarray, int]:
         """A crop of at most `samples_for(crop_frames)` samples, zero-padded, and its frames."""
-        waveform = np.asarray(waveform)
-        if waveform.dtype == np.int16:
-            waveform = waveform.astype("float32") / 32768.0
+        waveform = pcm16_to_float(waveform)
         length = samples_for(self.crop_frames)
         start = 0
         if self.training and len(waveform) > length:

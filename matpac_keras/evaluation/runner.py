@@ -17,6 +17,7 @@ from matpac_keras.errors import InputError
 from matpac_keras.evaluation import features, report, tasks, tfds_source
 from matpac_keras.evaluation.probe import PRESETS, ProbeConfig
 from matpac_keras.evaluation.protocol import RunConfig, evaluate_task
+from matpac_keras.model_path import check_model_path
 from matpac_keras.outputs import check_output, check_writable_folder
 
 RUN_PRESETS = {"paper": RunConfig(), "evar": RunConfig(runs=3, first_seed=42)}
@@ -27,7 +28,8 @@ class Options:
     """What to evaluate and how (the flags of `matpac-evaluate`).
 
     tasks: task names (tasks.py). source: "model", "random_init" or "logmel_stats".
-    model: the .keras file (not needed for "logmel_stats"). manual_dirs: per task, or None.
+    model: the .keras file or preset directory (not needed for "logmel_stats").
+    manual_dirs: per task, or None.
     cache_dir: embedding cache, default `<output_dir>/embeddings`.
     overwrite: replace existing results.md and results.csv.
     """
@@ -62,10 +64,7 @@ class Options:
         if self.source != "logmel_stats":
             if not self.model:
                 raise InputError(f"--model: a model file is needed for source={self.source!r}")
-            if not os.path.isfile(self.model):
-                raise FileNotFoundError(f"--model {self.model!r}: no such file")
-            if not self.model.endswith(".keras"):
-                raise InputError(f"--model {self.model!r}: expected a .keras file")
+            check_model_path(self.model, "--model")
         if self.manual_dirs is not None and len(self.manual_dirs) != len(self.tasks):
             raise InputError(
                 f"--manual_dir: {len(self.manual_dirs)} given for {len(self.tasks)} task(s)"
@@ -120,7 +119,7 @@ def make_embedder(options: Options, backbone=None) -> Callable[[list[np.ndarray]
         return logmel_statistics
     import keras
 
-    from matpac_keras.embedding import EmbeddingExtractor
+    from matpac_keras.embedding import EmbeddingExtractor, bucketed_embeddings
 
     if backbone is None:
         backbone = load_model_backbone(options)
@@ -129,7 +128,7 @@ def make_embedder(options: Options, backbone=None) -> Callable[[list[np.ndarray]
         backbone = backbone.__class__.from_config(backbone.get_config())
         backbone.build(None)
     extractor = EmbeddingExtractor(backbone, mode=options.mode, batch_size=options.embed_batch_size)
-    return lambda waves: features.bucketed_embeddings(extractor, waves)
+    return lambda waves: bucketed_embeddings(extractor, waves)
 
 
 class _LazyEmbedder:

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 import matpac_datasets
+from matpac_keras.audio import pcm16_to_float
 from matpac_keras.evaluation.tasks import Task
 
 
@@ -69,7 +70,7 @@ def clip_batches(
 
 
 def _to_batch(examples: list[dict], task: Task) -> ClipBatch:
-    waveforms = [ex["audio"].astype(np.float32) / 32768.0 for ex in examples]
+    waveforms = [pcm16_to_float(ex["audio"]) for ex in examples]
     labels = np.stack([ex[task.label_key] for ex in examples])
     mask = np.stack([ex[task.mask_key] for ex in examples]).astype(bool) if task.mask_key else None
     return ClipBatch(waveforms, labels, mask)

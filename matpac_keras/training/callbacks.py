@@ -16,6 +16,25 @@ from matpac_keras.training.checkpoint import NonFiniteStateError, save_checkpoin
 from matpac_keras.training.metrics_log import MetricsWriter
 
 _WATCHED = ("loss", "grad_norm")  # a non-finite value of these stops the run
+# What the progress bar shows; every metric goes to metrics.jsonl and TensorBoard.
+PROGRESS_METRICS = ("loss", "loss_cls", "loss_pred", "lr")
+
+
+class TrainingProgress(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, showing only `metrics` (default PROGRESS_METRICS) of the logs."""
+
+    def __init__(self, metrics: tuple[str, ...] = PROGRESS_METRICS):
+        super().__init__()
+        self.metrics = tuple(metrics)
+
+    def _shown(self, logs):
+        return {name: logs[name] for name in self.metrics if logs and name in logs}
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, self._shown(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, self._shown(logs))
 
 
 class TrainingMonitor(keras.callbacks.Callback):

@@ -25,7 +25,7 @@ from ml_collections import ConfigDict
 from matpac_keras.distribute import training_scope
 from matpac_keras.errors import InputError
 from matpac_keras.training import checkpoint
-from matpac_keras.training.callbacks import TrainingMonitor
+from matpac_keras.training.callbacks import TrainingMonitor, TrainingProgress
 from matpac_keras.training.data_source import TrainingData
 from matpac_keras.training.experiment import (
     build_backbone,
@@ -191,7 +191,7 @@ def _fit(config, workdir, pretrainer, data, total_steps: int, start: int, metada
             data.batches(start, total_steps - start),
             epochs=1,
             steps_per_epoch=total_steps - start,
-            callbacks=[monitor],
+            callbacks=[monitor, TrainingProgress()],  # the bar shows PROGRESS_METRICS
             verbose=config.train.verbose,
             shuffle=False,
         )

@@ -9,8 +9,9 @@ from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.embedding import EmbeddingExtractor
 from matpac_keras.evaluation.classifier import MatpacClassifier
 from matpac_keras.evaluation.finetune_data import CropBatches, targets_of
-from matpac_keras.evaluation.layerwise import LayerwiseAdamW, lr_multipliers
+from matpac_keras.evaluation.layerwise import lr_multipliers
 from matpac_keras.frontend import LogMelSpectrogram
+from matpac_keras.optimizers import AdamW
 
 
 def _classifier(**kwargs):
@@ -108,7 +109,7 @@ def test_a_few_finetuning_steps_are_finite():
     batches = CropBatches(clips, targets, 64, 4, training=True, mixup_alpha=0.4, seed=0)
     before = [np.array(w) for w in model.get_weights()]
     model.compile(
-        optimizer=LayerwiseAdamW(1e-3, lr_multipliers=lr_multipliers(model, 0.5)),
+        optimizer=AdamW(1e-3, lr_multipliers=lr_multipliers(model, 0.5)),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),
     )
     history = model.fit(batches, epochs=2, verbose=0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.embedding import EmbeddingExtractor
+from matpac_keras.embedding import EmbeddingExtractor, bucketed_embeddings
 from matpac_keras.evaluation import baselines, features
 from matpac_keras.evaluation.probe import ProbeData
 from matpac_keras.evaluation.tfds_source import ClipBatch
@@ -94,7 +94,7 @@ def test_bucketed_embeddings_equal_embed_clips(mode):
     lengths = [400, 2561, 2561, 7100, 12000]  # 1 frame, a bucket edge, 1 and 2 chunks
     clips = [rng.normal(size=n).astype("float32") * 0.1 for n in lengths]
     expected = np.stack([r.embedding for r in extractor.embed_clips(clips)])
-    got = features.bucketed_embeddings(extractor, clips, batch_size=3)
+    got = bucketed_embeddings(extractor, clips, batch_size=3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     with pytest.raises(ValueError, match="clip 0 has 399 samples"):
-        features.bucketed_embeddings(extractor, [clips[0][:399]])
+        bucketed_embeddings(extractor, [clips[0][:399]])

@@ -1,4 +1,5 @@
-"""Layer-wise learning-rate decay: depths, multipliers, and AdamW steps against numpy."""
+"""Layer-wise learning-rate decay: depths, multipliers, and `optimizers.AdamW` steps with
+multipliers against a NumPy reference of PyTorch's AdamW."""
 
 import keras
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 
 from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.evaluation.classifier import MatpacClassifier
-from matpac_keras.evaluation.layerwise import LayerwiseAdamW, layer_depths, lr_multipliers
+from matpac_keras.evaluation.layerwise import layer_depths, lr_multipliers
+from matpac_keras.optimizers import AdamW
 
 
 def test_depths_and_multipliers():
@@ -29,8 +31,9 @@ def test_depths_and_multipliers():
         lr_multipliers(model, 0.0)
 
 
-def _numpy_adamw(w, grads, lr, scale, wd, decay_weights, b1=0.9, b2=0.999, eps=1e-7):
-    """Keras Adam (epsilon-hat form) after decoupled decay, with learning rate lr * scale."""
+def _numpy_adamw(w, grads, lr, scale, wd, decay_weights, b1=0.9, b2=0.999, eps=1e-8):
+    """torch.optim.AdamW with learning rate lr * scale: decoupled decay, then Adam's step with
+    epsilon added to the bias-corrected sqrt(v)."""
     m = np.zeros_like(w)
     v = np.zeros_like(w)
     for t, g in enumerate(grads, start=1):
@@ -38,8 +41,7 @@ def _numpy_adamw(w, grads, lr, scale, wd, decay_weights, b1=0.9, b2=0.999, eps=1
             w = w - lr * scale * wd * w
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g**2
-        step = lr * scale * np.sqrt(1 - b2**t) / (1 - b1**t)
-        w = w - step * m / (np.sqrt(v) + eps)
+        w = w - lr * scale / (1 - b1**t) * m / (np.sqrt(v) / np.sqrt(1 - b2**t) + eps)
     return w
 
 
@@ -50,7 +52,11 @@ def test_steps_match_numpy_reference():
     kernel = keras.Variable(kernel0, name="kernel")
     bias = keras.Variable(bias0, name="bias")
     grads = [(rng.normal(size=(3, 2)), rng.normal(size=(2,))) for _ in range(3)]
-    optimizer = LayerwiseAdamW(0.01, weight_decay=0.1, lr_multipliers={kernel.path: 0.25})
+    optimizer = AdamW(
+        0.01, beta_2=0.999, epsilon=1e-8, weight_decay=0.1, global_clipnorm=None,
+        lr_multipliers={kernel.path: 0.25},
+    )  # fmt: skip
+    optimizer.exclude_from_weight_decay(var_list=[bias])  # as fine-tuning: kernels decay only
     for g_kernel, g_bias in grads:
         optimizer.apply([g_kernel.astype("float32"), g_bias.astype("float32")], [kernel, bias])
     expected_kernel = _numpy_adamw(kernel0, [g[0] for g in grads], 0.01, 0.25, 0.1, True)
@@ -60,7 +66,7 @@ def test_steps_match_numpy_reference():
 
 
 def test_config_round_trip():
-    optimizer = LayerwiseAdamW(3e-4, weight_decay=0.02, lr_multipliers={"a/b": 0.5}, beta_2=0.95)
-    clone = LayerwiseAdamW.from_config(optimizer.get_config())
-    assert clone.decoupled_weight_decay == 0.02 and clone.lr_multipliers == {"a/b": 0.5}
-    assert clone.beta_2 == 0.95 and clone.weight_decay is None
+    optimizer = AdamW(3e-4, weight_decay=0.02, lr_multipliers={"a/b": 0.5}, beta_2=0.95)
+    clone = AdamW.from_config(optimizer.get_config())
+    assert clone.weight_decay == 0.02 and clone.lr_multipliers == {"a/b": 0.5}
+    assert clone.beta_2 == 0.95 and AdamW().lr_multipliers is None
