@@ -17,7 +17,6 @@ log lines are limited by `TF_CPP_MIN_LOG_LEVEL`, set to 3 unless the environment
 
 import contextlib
 import importlib.abc
-import importlib.util
 import os
 import sys
 from collections.abc import Iterator
