@@ -201,3 +201,20 @@ def test_generator_rejects_clashing_test_names(small_repo):
     _write(small_repo, "tests/c_test.py")
     with pytest.raises(SystemExit, match="tests/sub/c_test.py and tests/c_test.py"):
         update_build.collect_targets(small_repo)
+
+
+def test_package_init_importing_its_own_module_is_no_loop(small_repo):
+    # cli/__init__.py imports cli/quiet.py: quiet's target must not need the __init__ back.
+    _write(small_repo, "matpac_keras/sub/__init__.py", "from matpac_keras.sub import d\n")
+    targets = {t.name: t for t in update_build.collect_targets(small_repo)}
+    assert ":matpac_keras_sub_d" in targets["matpac_keras_sub_init"].deps
+    assert ":matpac_keras_sub_init" not in targets["matpac_keras_sub_d"].deps
+    assert ":matpac_keras_sub_init" in targets["matpac_keras_sub_c"].deps
+
+
+def test_generator_rejects_import_loops(small_repo):
+    _write(small_repo, "matpac_keras/a.py", "from matpac_keras import b\n")
+    with pytest.raises(SystemExit, match="dependency cycle") as raised:
+        update_build.collect_targets(small_repo)
+    loop = str(raised.value).split("cycle ")[1].split(" -> ")
+    assert loop[0] == loop[-1] and set(loop) == {"matpac_keras_a", "matpac_keras_b"}

@@ -247,6 +247,29 @@ def _is_marked_slow(root: pathlib.Path, path: str) -> bool:
     return False
 
 
+def _check_acyclic(targets: list[Target]) -> None:
+    """Exit naming the loop if the dependency graph has one (Bazel refuses to analyse it)."""
+    graph = {target.name: sorted(dep.lstrip(":") for dep in target.deps) for target in targets}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        path.append(name)
+        for dep in graph.get(name, ()):
+            if state.get(dep) == 1:
+                loop = path[path.index(dep) :] + [dep]
+                raise SystemExit("update_build: dependency cycle " + " -> ".join(loop))
+            if dep not in state:
+                visit(dep)
+        path.pop()
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+
+
 def collect_targets(root: pathlib.Path) -> list[Target]:
     """The BUILD targets for the files under `root`, libraries first, each group sorted."""
     files = python_files(root)
@@ -265,7 +288,9 @@ def collect_targets(root: pathlib.Path) -> list[Target]:
     def deps_of(path: str, extra: set[str]) -> set[str]:
         wanted = imported_files(root, path) | extra
         init = package_init(root, path)
-        if init:
+        # A package's __init__ that imports one of its own modules (cli/__init__.py imports
+        # cli/quiet.py) carries that module: the module's target cannot also need the __init__.
+        if init and path not in imported_files(root, init):
             wanted.add(init)
         unknown = sorted(dep for dep in wanted if dep not in label and dep != path)
         if any(not is_test(dep) for dep in unknown):
@@ -304,6 +329,7 @@ def collect_targets(root: pathlib.Path) -> list[Target]:
                 tags=sorted(({"manual", "slow"} if slow else {"fast"}) | extra_tags),
             )
         )
+    _check_acyclic(targets)
     seen: dict[str, str] = {}
     for target in targets:
         if target.name in seen:
