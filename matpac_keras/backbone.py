@@ -190,21 +190,8 @@ class MatpacBackbone(keras_hub.models.Backbone):
                 free number of frames: they fail on the position slice or trace 1-frame
                 inputs).
         """
-        if keras.backend.backend() != "tensorflow":
-            raise ValueError(
-                f"export(format={format!r}) of a MatpacBackbone runs under "
-                f"KERAS_BACKEND=tensorflow (this process runs {keras.backend.backend()!r}); the "
-                "weights are backend-independent: load the preset or .keras file under "
-                "TensorFlow and export it there"
-            )
-        if input_signature is None:
-            input_signature = [keras.InputSpec(shape=self.input_shape_spec, dtype="float32")]
-        # TensorFlow's tracking of the model traces a default signature from the shapes `build`
-        # was called with: after `build(None)` that is an input of unknown rank, which no call
-        # can take.
-        self._build_shapes_dict = {"spectrogram": self.input_shape_spec}
-        return super().export(
-            filepath, format=format, verbose=verbose, input_signature=input_signature, **kw
+        return export_spectrogram_model(
+            self, self, filepath, format, verbose, input_signature, super().export, **kw
         )
 
     def get_config(self):
@@ -218,3 +205,27 @@ class MatpacBackbone(keras_hub.models.Backbone):
             "num_mels": self.num_mels,
             "max_frames": self.max_frames,
         }
+
+
+def export_spectrogram_model(
+    model, backbone, filepath, format, verbose, input_signature, keras_export, **kwargs
+):
+    """`keras_export` (a bound `keras.Model.export`) of a model whose input is `backbone`'s
+    log-mel `[batch, num_mels, frames]`: that signature by default, TensorFlow backend only
+    (see `MatpacBackbone.export`)."""
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"export(format={format!r}) of a {type(model).__name__} runs under "
+            f"KERAS_BACKEND=tensorflow (this process runs {keras.backend.backend()!r}); the "
+            "weights are backend-independent: load the preset or .keras file under "
+            "TensorFlow and export it there"
+        )
+    if input_signature is None:
+        input_signature = [keras.InputSpec(shape=backbone.input_shape_spec, dtype="float32")]
+    # TensorFlow's tracking of the model traces a default signature from the shapes `build`
+    # was called with: after `build(None)` that is an input of unknown rank, which no call
+    # can take.
+    model._build_shapes_dict = {"spectrogram": backbone.input_shape_spec}
+    return keras_export(
+        filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs
+    )

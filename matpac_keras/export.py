@@ -17,8 +17,8 @@ clips), the last one (shorter in "precise") on its own; their per-time-step feat
 concatenated and averaged over time, padded steps included.
 
 The head is a probe (a Keras model on clip embeddings [B, F*D]) or a fine-tuned
-`MatpacClassifier`, whose own backbone then computes the embedding that its Dense head scores;
-with `crop_frames` it scores as fine-tuning's test does (`MatpacClassifier.clip_logits`): the
+`MatpacAudioClassifier`, whose own backbone then computes the embedding that its Dense head scores;
+with `crop_frames` it scores as fine-tuning's test does (`MatpacAudioClassifier.clip_logits`): the
 "fast" scheme with chunks of `crop_frames` frames.
 
 Written with `keras.export.ExportArchive`, which tracks the variables the endpoints use and
@@ -33,9 +33,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.embedding import MODES, TokenFeatures
-from matpac_keras.evaluation.classifier import MatpacClassifier
 from matpac_keras.frontend import N_FFT, LogMelSpectrogram
 from matpac_keras.head_labels import HeadLabels
 
@@ -133,8 +133,8 @@ def export_saved_model(
     crop_frames: int | None = None,
 ) -> list[str]:
     """Writes a SavedModel of `backbone`'s clip embeddings (and a `classify` signature with
-    `head`, a probe or a MatpacClassifier, and its `head_labels`); returns the signature names.
-    `crop_frames` (MatpacClassifier only): score crops of that many frames."""
+    `head`, a probe or a MatpacAudioClassifier, and its `head_labels`); returns the signature names.
+    `crop_frames` (MatpacAudioClassifier only): score crops of that many frames."""
     check_tensorflow_backend()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
@@ -143,7 +143,7 @@ def export_saved_model(
     if head is not None:
         check_head(head, head_labels, backbone, crop_frames)
     elif crop_frames is not None:
-        raise ValueError("crop_frames needs a MatpacClassifier head")
+        raise ValueError("crop_frames needs a MatpacAudioClassifier head")
     frontend = LogMelSpectrogram()
     spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
     # No `archive.track(...)`: the archive tracks the variables its endpoints use, and tracking
@@ -170,8 +170,13 @@ def export_saved_model(
 
 
 def _classify_fn(head, head_labels, features, frontend, mode, crop_frames):
-    if isinstance(head, MatpacClassifier):
-        features, head = TokenFeatures(head.backbone), head.head
+    if isinstance(head, MatpacAudioClassifier):
+        classifier = head
+        features = TokenFeatures(classifier.backbone)
+
+        def head(embedding):
+            return classifier.classify(embedding, training=False)
+
         mode = "fast" if crop_frames else mode
     names = tf.constant(head_labels.labels)
     top_k = min(TOP_K, len(head_labels.labels))
@@ -204,10 +209,14 @@ def check_head(
     backbone: MatpacBackbone,
     crop_frames: int | None = None,
 ) -> None:
-    """Raises ValueError unless `head` scores `backbone`'s embeddings (a MatpacClassifier: its
-    own) with one output per label, and `crop_frames` suits a MatpacClassifier's backbone."""
-    if isinstance(head, MatpacClassifier):
-        backbone, head = head.backbone, head.head
+    """Raises ValueError unless `head` scores `backbone`'s embeddings (a MatpacAudioClassifier: its
+    own) with one output per label, and `crop_frames` suits a MatpacAudioClassifier's backbone."""
+    if isinstance(head, MatpacAudioClassifier):
+        backbone, classifier = head.backbone, head
+
+        def head(embedding):
+            return classifier.classify(embedding, training=False)
+
         if crop_frames is not None and (
             not 0 < crop_frames <= backbone.max_frames or crop_frames % backbone.patch_size
         ):
@@ -216,7 +225,9 @@ def check_head(
                 f"classifier's max_frames {backbone.max_frames}; got {crop_frames}"
             )
     elif crop_frames is not None:
-        raise ValueError(f"crop_frames needs a MatpacClassifier head, not a {type(head).__name__}")
+        raise ValueError(
+            f"crop_frames needs a MatpacAudioClassifier head, not a {type(head).__name__}"
+        )
     width = backbone.num_freq_patches * backbone.embed_dim
     try:
         outputs = head(np.zeros((1, width), "float32"))

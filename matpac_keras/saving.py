@@ -23,7 +23,13 @@ from matpac_keras.audio_converter import MatpacAudioConverter
 from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.errors import InputError
 
-MATPAC_MODELS = ("MatpacBackbone", "MatpacPretrainer", "MatpacClassifier", "TokenFeatures")
+MATPAC_MODELS = ("MatpacBackbone", "MatpacPretrainer", "MatpacAudioClassifier", "TokenFeatures")
+# Classes of earlier versions that this one cannot rebuild: what to do instead.
+RETIRED_MODELS = {
+    "MatpacClassifier": "a MatpacClassifier, the fine-tuned classifier of an earlier "
+    "matpac-keras, which this version cannot read (it became MatpacAudioClassifier, whose "
+    "weights are laid out differently): fine-tune again with matpac-finetune",
+}
 PRESET_CONFIG = "config.json"
 PRESET_WEIGHTS = "model.weights.h5"
 PACKAGE = "matpac_keras"
@@ -31,7 +37,7 @@ PACKAGE = "matpac_keras"
 
 def import_model_module(config: dict) -> None:
     """Imports the module of a saved MATPAC model (`config["module"]`, e.g.
-    `matpac_keras.evaluation.classifier`), which registers its class with Keras: this module
+    `matpac_keras.audio_classifier`), which registers its class with Keras: this module
     then needs no import of the higher-level modules whose models it loads. Only modules of this
     package are imported; a config naming any other module is left to Keras (which refuses
     classes it does not know).
@@ -53,8 +59,8 @@ def read_keras_config(path: str | os.PathLike) -> dict:
 
     Raises:
         FileNotFoundError: no file at `path`.
-        InputError: not a `.keras` name, not a zip archive, a damaged member, or no valid
-            `config.json`.
+        InputError: not a `.keras` name, not a zip archive, a damaged member, no valid
+            `config.json`, or a model class of an earlier version (`RETIRED_MODELS`).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -77,6 +83,8 @@ def read_keras_config(path: str | os.PathLike) -> dict:
         raise _corrupt(path, f"config.json is not valid JSON: {e}") from e
     if not isinstance(config, dict) or "class_name" not in config:
         raise _corrupt(path, "config.json holds no model config")
+    if config["class_name"] in RETIRED_MODELS and str(config.get("module")).startswith(PACKAGE):
+        raise InputError(f"{path}: {RETIRED_MODELS[config['class_name']]}")
     return config
 
 

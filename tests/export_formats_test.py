@@ -105,3 +105,23 @@ def test_other_backends_are_told_where_exports_run(backbone, tmp_path):
 def test_backbone_input_signature_leaves_batch_and_frames_free():
     backbone = MatpacBackbone(embed_dim=32, depth=1, num_heads=2, max_frames=64)
     assert backbone.input_shape_spec == (None, 80, None)
+
+
+@pytest.mark.parametrize("format", sorted(RUNTIMES))
+def test_exported_classifier_runs_in_its_runtime(backbone, spectrograms, tmp_path, format):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("exports run under KERAS_BACKEND=tensorflow (see the module docstring)")
+    from matpac_keras.audio_classifier import MatpacAudioClassifier
+
+    keras.utils.set_random_seed(0)
+    classifier = MatpacAudioClassifier(backbone, num_classes=7, pooling="freq_mean", head_norm=True)
+    norm = classifier.head_norm
+    norm.moving_variance.assign(np.linspace(0.5, 2, norm.moving_variance.shape[0]))
+    suffix, run = RUNTIMES[format]
+    path = str(tmp_path / f"classifier{suffix}")
+    classifier.export(path, format=format, verbose=False)
+    for x in spectrograms:
+        expected = keras.ops.convert_to_numpy(classifier(x))
+        out = run(path, x)
+        assert out.shape == expected.shape == (len(x), 7)
+        assert relative_error(out, expected) < 1e-4

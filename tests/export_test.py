@@ -70,14 +70,14 @@ def make_models(folder: str) -> None:
     as `clips/n{length}_{i}.wav` and `waveforms.npz` (`n{length}`: [CLIPS, length])."""
     import soundfile
 
-    from matpac_keras.evaluation.classifier import MatpacClassifier
+    from matpac_keras.audio_classifier import MatpacAudioClassifier
 
     keras.utils.set_random_seed(1)
     backbone = MatpacBackbone(**TINY)
     backbone.build(None)
     backbone.save(os.path.join(folder, "model.keras"))
     probe = keras.Sequential([keras.Input((5 * 32,)), keras.layers.Dense(len(LABELS))])
-    classifier = MatpacClassifier(MatpacBackbone(**TINY), num_classes=len(LABELS), dropout=0.5)
+    classifier = MatpacAudioClassifier(MatpacBackbone(**TINY), num_classes=len(LABELS), dropout=0.5)
     classifier.build(None)
     for name, head in (("head", probe), ("classifier", classifier)):
         head.save(os.path.join(folder, f"{name}.keras"))
@@ -268,7 +268,7 @@ def test_bad_heads_are_refused(folder):
     wide = MatpacBackbone(embed_dim=48, depth=1, num_heads=2)
     with pytest.raises(ValueError, match=r"cannot take this backbone's embeddings \[batch, 240\]"):
         check_head(probe, labels, wide)
-    with pytest.raises(ValueError, match="crop_frames needs a MatpacClassifier head"):
+    with pytest.raises(ValueError, match="crop_frames needs a MatpacAudioClassifier head"):
         check_head(probe, labels, backbone, crop_frames=64)
     with pytest.raises(ValueError, match="a multiple of 16 up to the classifier's max_frames 128"):
         check_head(classifier, labels, wide, crop_frames=40)

@@ -7,6 +7,7 @@ The subprocess is this file run as a script: `python -m tests.saving_test DIR` b
 tiny models, gives their state non-default values, saves them to DIR with their outputs.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -17,10 +18,10 @@ import keras
 import numpy as np
 import pytest
 
+from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.embedding import TokenFeatures
 from matpac_keras.errors import InputError
-from matpac_keras.evaluation.classifier import MatpacClassifier
 from matpac_keras.pretrainer import MatpacPretrainer
 from matpac_keras.saving import load_backbone, load_model
 
@@ -29,7 +30,7 @@ CLASSES = {
     "backbone": "MatpacBackbone",
     "token_features": "TokenFeatures",
     "pretrainer": "MatpacPretrainer",
-    "classifier": "MatpacClassifier",
+    "classifier": "MatpacAudioClassifier",
 }
 TINY = dict(embed_dim=32, depth=2, num_heads=2, max_frames=64)
 
@@ -85,7 +86,7 @@ def build_models() -> dict[str, keras.Model]:
     backbone.build(None)
     features = TokenFeatures(MatpacBackbone(**TINY), all_layers=True)
     features.backbone.build(None)
-    classifier = MatpacClassifier(
+    classifier = MatpacAudioClassifier(
         MatpacBackbone(**TINY), num_classes=3, dropout=0.2, erase_factor=0.5, num_erasures=1
     )
     classifier.build(None)
@@ -274,3 +275,21 @@ def test_other_models_are_not_backbones(models, tmp_path):
 
 if __name__ == "__main__":
     save_models(sys.argv[1])
+
+
+def test_classifier_of_an_earlier_version_is_refused_saying_what_to_do(tmp_path):
+    # The config an earlier version wrote for its `MatpacClassifier` (weights omitted: the
+    # refusal comes from the config, before Keras reads any weight).
+    path = tmp_path / "classifier.keras"
+    config = {
+        "module": "matpac_keras.evaluation.classifier",
+        "class_name": "MatpacClassifier",
+        "config": {"num_classes": 10, "dropout": 0.0},
+        "registered_name": "matpac_keras>MatpacClassifier",
+    }
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("metadata.json", "{}")
+    for load in (load_model, load_backbone):
+        with pytest.raises(InputError, match=r"classifier.keras: a MatpacClassifier, .*fine-tune"):
+            load(path)

@@ -42,7 +42,7 @@ SLOW_TESTS = {
     "tests/saving_test.py": "45 s",
     "tests/evaluation/evaluate_cli_test.py": "90 s",
     "tests/evaluation/finetune_cli_test.py": "30 s",
-    "tests/evaluation/classifier_test.py": "20 s",
+    "tests/audio_classifier_test.py": "40 s",
     "tests/evaluation/features_test.py": "20 s",
     # CLI subprocess tests (pytest runs them; Bazel when named):
     "tests/cli_errors_test.py": "130 s",
@@ -89,18 +89,13 @@ BUILDER_USERS = (
 EXTRA_DATA = {"tests/build_file_test.py": ("BUILD", "tools/update_build.py")}
 EXTRA_TAGS = {"tests/build_file_test.py": ("external",)}
 # The "smoke" set tools/test.sh (CI) runs through Bazel after pytest has run every test: the
-# BUILD check itself and quick tests whose targets pull in the core libraries (front end, audio,
-# backbone and layers, checkpoints reader, outputs, the builders' shared library), ~1 min. Every
-# other "fast" target runs with plain `tools/bazel_test.sh`.
+# BUILD check itself, the layering check, and quick tests whose targets pull in the core libraries
+# (backbone, layers and the keras-hub base, the checkpoints reader, the builders' shared library).
+# Every other "fast" target runs with plain `tools/bazel_test.sh`.
 SMOKE_TESTS = (
     "tests/build_file_test.py",
-    "tests/audio_test.py",
     "tests/backbone_test.py",
-    "tests/frontend_test.py",
-    "tests/head_labels_test.py",
-    "tests/outputs_test.py",
     "tests/torch_checkpoint_test.py",
-    "tests/demo_synthetic_test.py",
     "matpac_datasets/audio_builder_lib_test.py",
     "tests/package_layering_test.py",
 )

@@ -7,9 +7,9 @@
 The SavedModel's `serving_default` signature takes `waveform` (float32 [batch, samples], 16 kHz,
 any length of at least 400 samples) and returns `embedding` [batch, F*D] (and `layers`
 [batch, blocks, F*D] with --layers). With --head, a probe (a Keras model on embeddings
-[batch, F*D]) or a fine-tuned MatpacClassifier, and its labels (`HEAD.labels.json` beside it:
+[batch, F*D]) or a fine-tuned MatpacAudioClassifier, and its labels (`HEAD.labels.json` beside it:
 see matpac_keras/head_labels.py), a `classify` signature returns `probabilities`, `top_labels`
-and `top_probabilities` (the top 5). A MatpacClassifier scores with its own backbone; with
+and `top_probabilities` (the top 5). A MatpacAudioClassifier scores with its own backbone; with
 --crop_frames (its fine-tuning config's crop_frames) as fine-tuning's test did.
 
 --output is checked before any model is read (an existing non-empty folder is refused without
@@ -34,14 +34,16 @@ flags.DEFINE_string(
     "A MATPAC model: a preset directory or a .keras backbone, pretrainer or classifier.",
 )
 flags.DEFINE_string("output", None, "The SavedModel folder to write (new or empty).")
-flags.DEFINE_string("head", None, "Optional .keras probe on clip embeddings or MatpacClassifier.")
+flags.DEFINE_string(
+    "head", None, "Optional .keras probe on clip embeddings or MatpacAudioClassifier."
+)
 flags.DEFINE_string(
     "labels", None, "The head's label file. Default: HEAD.labels.json beside --head."
 )
 flags.DEFINE_enum("mode", "precise", ["precise", "fast"], "Chunking mode (SPEC section 6).")
 flags.DEFINE_bool("layers", False, "Also return every layer's clip embedding (`layers`).")
 flags.DEFINE_integer(
-    "crop_frames", None, "MatpacClassifier --head: score crops of this length.", lower_bound=1
+    "crop_frames", None, "MatpacAudioClassifier --head: score crops of this length.", lower_bound=1
 )
 flags.DEFINE_bool("overwrite", False, "Replace an existing, non-empty --output folder.")
 flags.mark_flags_as_required(["model", "output"])

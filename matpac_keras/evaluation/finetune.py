@@ -1,11 +1,11 @@
 """End-to-end fine-tuning of a MATPAC backbone on a TFDS task: what `matpac-finetune` runs.
 
-Reads the task's splits into memory (TensorFlow-only, through TFDS), trains a MatpacClassifier
+Reads the task's splits into memory (TensorFlow-only, through TFDS), trains a MatpacAudioClassifier
 on random crops with MixUp (finetune_data.py) and SpecAugment-style masking (classifier.py),
 AdamW with layer-wise learning-rate decay (layerwise.py) and a warm-up + cosine schedule, keeps
 the weights of the lowest validation loss, then scores the test clips whole with the task's
 metric: each clip's log-mel, zero-padded to a multiple of the crop length, is cut into crops
-whose mean pooled features go through the head (`MatpacClassifier.clip_logits`), so a clip
+whose mean pooled features go through the head (`MatpacAudioClassifier.clip_logits`), so a clip
 shorter than a crop is seen as in training, zero padding included in the time mean.
 
 Writes into the workdir: `classifier.keras`, `classifier.labels.json` (its class names, for
@@ -22,9 +22,9 @@ import sys
 import keras
 import numpy as np
 
+from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.errors import InputError
 from matpac_keras.evaluation import protocol, tasks, tfds_source
-from matpac_keras.evaluation.classifier import MatpacClassifier
 from matpac_keras.evaluation.finetune_data import CropBatches, targets_of
 from matpac_keras.evaluation.layerwise import lr_multipliers
 from matpac_keras.evaluation.probe import KeepBest, masked_binary_crossentropy
@@ -201,7 +201,7 @@ def _finetune(config, task: tasks.Task, paths: dict, log, overwrite: bool) -> di
     splits = task_splits(builder, task, config.fold, config.valid_fraction, config.seed)
     log(", ".join(f"{name} {len(s[0])}" for name, s in splits.items()) + " clips")
 
-    model = MatpacClassifier(
+    model = MatpacAudioClassifier(
         backbone,
         num_classes,
         dropout=config.dropout,

@@ -5,10 +5,10 @@ the final norm and the head; a variable at depth d learns at `decay ** (L + 1 - 
 base rate (BEiT / MAE fine-tuning): `lr_multipliers` gives them to `optimizers.AdamW`.
 """
 
-from matpac_keras.evaluation.classifier import MatpacClassifier
+from matpac_keras.audio_classifier import MatpacAudioClassifier
 
 
-def layer_depths(model: MatpacClassifier) -> dict[str, int]:
+def layer_depths(model: MatpacAudioClassifier) -> dict[str, int]:
     """Depth of each trainable variable of a classifier, by variable path."""
     backbone = model.backbone
     top = len(backbone.encoder.blocks) + 1
@@ -22,7 +22,7 @@ def layer_depths(model: MatpacClassifier) -> dict[str, int]:
     return depths
 
 
-def lr_multipliers(model: MatpacClassifier, decay: float) -> dict[str, float]:
+def lr_multipliers(model: MatpacAudioClassifier, decay: float) -> dict[str, float]:
     """`decay ** (L + 1 - depth)` per variable path; all 1 for decay 1."""
     if not 0 < decay <= 1:
         raise ValueError(f"layer decay must be in (0, 1]; got {decay}")

@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import pytest
 
+from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.evaluation import finetune
-from matpac_keras.evaluation.classifier import MatpacClassifier
 from matpac_keras.head_labels import HeadLabels, load_head_labels
 
 pytestmark = pytest.mark.single_backend
@@ -56,7 +56,7 @@ def test_cli_on_real_fsdd_subset(fsdd_dir, tmp_path):
     assert len(history) == 2
     assert results["best_epoch"] == 1 + int(np.argmin([float(r["val_loss"]) for r in history]))
     model = keras.saving.load_model(workdir / "classifier.keras", compile=False)
-    assert isinstance(model, MatpacClassifier) and model.num_classes == 10
+    assert isinstance(model, MatpacAudioClassifier) and model.num_classes == 10
     labels = load_head_labels(workdir / "classifier.keras")  # for matpac-export --head
     assert labels == HeadLabels(tuple(str(d) for d in range(10)), "softmax")
     assert sorted(p.name for p in workdir.iterdir()) == [

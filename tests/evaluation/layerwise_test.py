@@ -5,14 +5,16 @@ import keras
 import numpy as np
 import pytest
 
+from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.evaluation.classifier import MatpacClassifier
 from matpac_keras.evaluation.layerwise import layer_depths, lr_multipliers
 from matpac_keras.optimizers import AdamW
 
 
 def test_depths_and_multipliers():
-    model = MatpacClassifier(MatpacBackbone(embed_dim=16, depth=3, num_heads=2, max_frames=32), 4)
+    model = MatpacAudioClassifier(
+        MatpacBackbone(embed_dim=16, depth=3, num_heads=2, max_frames=32), 4
+    )
     model.build(None)
     depths = layer_depths(model)
     assert set(depths) == {v.path for v in model.trainable_variables}
@@ -21,12 +23,12 @@ def test_depths_and_multipliers():
     assert depths[bb.patch_embedding.trainable_variables[0].path] == 0
     for i, block in enumerate(bb.encoder.blocks):
         assert {depths[v.path] for v in block.trainable_variables} == {i + 1}
-    assert {depths[v.path] for v in model.head.trainable_variables} == {4}
+    assert {depths[v.path] for v in model.output_dense.trainable_variables} == {4}
     assert {depths[v.path] for v in bb.encoder.norm.trainable_variables} == {4}
     scales = lr_multipliers(model, 0.5)
     assert scales[bb.cls_token.path] == 0.5**4
     assert scales[bb.encoder.blocks[2].trainable_variables[0].path] == 0.5
-    assert scales[model.head.trainable_variables[0].path] == 1.0
+    assert scales[model.output_dense.trainable_variables[0].path] == 1.0
     with pytest.raises(ValueError, match="layer decay"):
         lr_multipliers(model, 0.0)
 
