@@ -129,6 +129,32 @@ def require_columns(
         raise ValueError(f"{os.fspath(path)}: missing column(s) {missing}")
 
 
+def read_fold_table(
+    path: epath.PathLike,
+    columns: Sequence[str],
+    index_column: str,
+    name_column: str,
+    classes: Sequence[str],
+    num_folds: int,
+) -> dict[int, list[dict[str, str]]]:
+    """The rows of a fold-annotated metadata CSV (ESC-50's, UrbanSound8K's), by fold 1..n.
+
+    Raises a ValueError naming the file if a column is missing, a row's class index does not
+    name its class in `classes`, or its fold is not 1..`num_folds`.
+    """
+    rows = read_csv(path)
+    require_columns(path, rows, columns)
+    folds = {k: [] for k in range(1, num_folds + 1)}
+    for row in rows:
+        index, fold = int(row[index_column]), int(row["fold"])
+        if not 0 <= index < len(classes) or classes[index] != row[name_column]:
+            raise ValueError(f"{os.fspath(path)}: unexpected class in row {row}")
+        if fold not in folds:
+            raise ValueError(f"{os.fspath(path)}: fold {fold} not in 1..{num_folds}: row {row}")
+        folds[fold].append(row)
+    return folds
+
+
 @dataclasses.dataclass(frozen=True)
 class Clip:
     """One example to write: its key, its audio file, and its non-audio features."""

@@ -53,6 +53,21 @@ def test_csv_helpers_name_the_file(tmp_path):
         lib.require_columns(tmp_path / "m.csv", rows, ["x", "z"])
 
 
+def test_fold_table_groups_rows_and_names_bad_ones(tmp_path):
+    path = tmp_path / "meta.csv"
+    path.write_text("name,fold,cid,cname\na.wav,2,1,dog\nb.wav,1,0,cat\nc.wav,2,0,cat\n")
+    folds = lib.read_fold_table(path, ["name", "fold"], "cid", "cname", ["cat", "dog"], 3)
+    assert {k: [r["name"] for r in rows] for k, rows in folds.items()} == {
+        1: ["b.wav"], 2: ["a.wav", "c.wav"], 3: []
+    }  # fmt: skip
+    with pytest.raises(ValueError, match=r"meta\.csv: unexpected class in row .*a\.wav"):
+        lib.read_fold_table(path, ["name"], "cid", "cname", ["cat", "bird"], 3)
+    with pytest.raises(ValueError, match=r"meta\.csv: fold 2 not in 1\.\.1"):
+        lib.read_fold_table(path, ["name"], "cid", "cname", ["cat", "dog"], 1)
+    with pytest.raises(ValueError, match=r"meta\.csv: missing column\(s\) \['salience'\]"):
+        lib.read_fold_table(path, ["salience"], "cid", "cname", ["cat", "dog"], 3)
+
+
 def test_skip_bad_files_survives_pickling(tmp_path):
     builder = datasets.builder_class("esc50")(data_dir=str(tmp_path), skip_bad_files=False)
     restored = pickle.loads(pickle.dumps(builder))

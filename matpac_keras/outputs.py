@@ -146,7 +146,7 @@ def _check_output(path, overwrite: bool, suffix: str | None, folder: bool) -> pa
     return path
 
 
-def _fsync_path(path: pathlib.Path) -> None:
+def fsync_path(path: pathlib.Path) -> None:
     """Flushes a file, or a folder's entries, to disk (best effort where not supported)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -164,10 +164,10 @@ def _fsync_tree(root: pathlib.Path) -> None:
     if root.is_dir():
         for parent, _, names in os.walk(root):
             for name in names:
-                _fsync_path(pathlib.Path(parent) / name)
-            _fsync_path(pathlib.Path(parent))
+                fsync_path(pathlib.Path(parent) / name)
+            fsync_path(pathlib.Path(parent))
     else:
-        _fsync_path(root)
+        fsync_path(root)
 
 
 def _remove(path: pathlib.Path) -> None:
@@ -246,7 +246,7 @@ def atomic_output(
             if path.is_dir() and not path.is_symlink():
                 raise OutputError(f"{path}: is a folder; a file is written here")
             os.replace(temporary, path)
-        _fsync_path(path.parent)
+        fsync_path(path.parent)
     except OSError as error:
         if temporary is not None:
             _remove(temporary)

@@ -47,18 +47,13 @@ class Builder(lib.AudioBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = lib.find_root(dl_manager.manual_dir, "meta/esc50.csv", ["ESC-50-master"])
-        rows = lib.read_csv(root / "meta/esc50.csv")
-        lib.require_columns(
-            root / "meta/esc50.csv", rows, ["filename", "fold", "target", "category", "esc10"]
+        columns = ["filename", "fold", "target", "category", "esc10"]
+        folds = lib.read_fold_table(
+            root / "meta/esc50.csv", columns, "target", "category", CLASSES, NUM_FOLDS
         )
-        for row in rows:
-            if CLASSES[int(row["target"])] != row["category"]:
-                raise ValueError(f"{root / 'meta/esc50.csv'}: unexpected class in row {row}")
         return {
-            f"fold{k}": self._generate_examples(
-                root, [r for r in rows if int(r["fold"]) == k], split=f"fold{k}"
-            )
-            for k in range(1, NUM_FOLDS + 1)
+            f"fold{k}": self._generate_examples(root, rows, split=f"fold{k}")
+            for k, rows in folds.items()
         }
 
     def _generate_examples(self, root, rows, split):

@@ -50,17 +50,11 @@ class Builder(lib.AudioBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = lib.find_root(dl_manager.manual_dir, _CSV, ["UrbanSound8K"])
-        rows = lib.read_csv(root / _CSV)
         columns = ["slice_file_name", "fold", "classID", "class", "salience"]
-        lib.require_columns(root / _CSV, rows, columns)
-        for row in rows:
-            if CLASSES[int(row["classID"])] != row["class"]:
-                raise ValueError(f"{root / _CSV}: unexpected class in row {row}")
+        folds = lib.read_fold_table(root / _CSV, columns, "classID", "class", CLASSES, NUM_FOLDS)
         return {
-            f"fold{k}": self._generate_examples(
-                root, [r for r in rows if int(r["fold"]) == k], split=f"fold{k}"
-            )
-            for k in range(1, NUM_FOLDS + 1)
+            f"fold{k}": self._generate_examples(root, rows, split=f"fold{k}")
+            for k, rows in folds.items()
         }
 
     def _generate_examples(self, root, rows, split):

@@ -16,6 +16,8 @@ import re
 import keras
 import numpy as np
 
+from matpac_keras.outputs import fsync_path
+
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^ckpt-(\d{8})\.npz$")
 _GROUPS = ("model", "optimizer")
@@ -89,22 +91,10 @@ def save_checkpoint(
     except BaseException:  # disk full, killed, ...: the older checkpoints stay as they were
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_directory(directory)
+    fsync_path(directory)  # the rename, durable (POSIX)
     for _, old in list_checkpoints(workdir)[:-keep] if keep > 0 else []:
         old.unlink()
     return path
-
-
-def _fsync_directory(directory: pathlib.Path) -> None:
-    """Makes a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_partial_files(workdir: str | os.PathLike) -> None:
