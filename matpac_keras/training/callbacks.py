@@ -7,6 +7,8 @@ is only done when a row is written, a checkpoint saved or the run stopped.
 """
 
 import math
+import sys
+import time
 from collections.abc import Callable
 
 import keras
@@ -21,20 +23,51 @@ PROGRESS_METRICS = ("loss", "loss_cls", "loss_pred", "lr")
 
 
 class TrainingProgress(keras.callbacks.ProgbarLogger):
-    """Keras's progress bar, showing only `metrics` (default PROGRESS_METRICS) of the logs."""
+    """Keras's progress bar, showing only `metrics` (default PROGRESS_METRICS) of the logs.
 
-    def __init__(self, metrics: tuple[str, ...] = PROGRESS_METRICS):
+    Args:
+        metrics: the log entries shown.
+        every: with output that is not a terminal (a log file, a pipe), print one plain line
+            every `every` steps (`step/total - s/step - metrics`) instead of the bar, whose
+            in-place updates would otherwise all land in the file. None: always the bar.
+        interactive: whether the output is a terminal; None reads `sys.stdout.isatty()`.
+    """
+
+    def __init__(
+        self,
+        metrics: tuple[str, ...] = PROGRESS_METRICS,
+        every: int | None = None,
+        interactive: bool | None = None,
+    ):
         super().__init__()
         self.metrics = tuple(metrics)
+        self.every = every
+        self.interactive = sys.stdout.isatty() if interactive is None else interactive
+        self._started = time.monotonic()
+
+    @property
+    def _plain(self) -> bool:
+        return bool(self.every) and not self.interactive
 
     def _shown(self, logs):
         return {name: logs[name] for name in self.metrics if logs and name in logs}
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._started = time.monotonic()
+
     def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(batch, self._shown(logs))
+        if not self._plain:
+            return super().on_train_batch_end(batch, self._shown(logs))
+        step = batch + 1
+        if self.verbose == 1 and (step % self.every == 0 or step == self.target):
+            per_step = (time.monotonic() - self._started) / step
+            values = " - ".join(f"{k}: {float(v):.4g}" for k, v in self._shown(logs).items())
+            print(f"{step}/{self.target} - {per_step:.3f} s/step - {values}", flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, self._shown(logs))
+        if not self._plain:
+            super().on_epoch_end(epoch, self._shown(logs))
 
 
 class TrainingMonitor(keras.callbacks.Callback):

@@ -191,7 +191,8 @@ def _fit(config, workdir, pretrainer, data, total_steps: int, start: int, metada
             data.batches(start, total_steps - start),
             epochs=1,
             steps_per_epoch=total_steps - start,
-            callbacks=[monitor, TrainingProgress()],  # the bar shows PROGRESS_METRICS
+            # the bar shows PROGRESS_METRICS (a line every log_every steps into a file)
+            callbacks=[monitor, TrainingProgress(every=config.train.log_every)],
             verbose=config.train.verbose,
             shuffle=False,
         )
