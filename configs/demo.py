@@ -27,7 +27,7 @@ import pathlib
 
 from ml_collections import config_dict
 
-from matpac_keras.training.config_file import load_config
+from matpac_keras.config_file import load_config
 
 _MATPAC = pathlib.Path(__file__).with_name("matpac.py")
 # The FSDD recordings beside the checkout: <repo>/../shared/data/fsdd/recordings.

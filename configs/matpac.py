@@ -32,7 +32,8 @@ Fields:
     directory (holding dataset_info.json, read with data.split; any `matpac_datasets` builder)
     or a folder of audio files (searched recursively by extension; data.exclude: comma-separated
     file-name patterns to leave out, e.g. "*_[0-4].wav"). In Python, `loop.train(config,
-    workdir, source=...)` also takes a tf.data.Dataset of examples with a 1-D "audio".
+    workdir, source=...)` also takes a tf.data.Dataset of examples with a 1-D "audio" or a
+    `matpac_keras.training.inputs.InMemoryCorpus`.
     data.num_examples: clips per epoch; None: counted. A folder is counted from the files'
     headers (a file whose header cannot be read is bad_audio, one shorter than a crop at 16 kHz
     too_short; the rest are used); a TFDS split by its num_examples (its builder already left

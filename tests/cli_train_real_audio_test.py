@@ -129,7 +129,7 @@ def test_tf_data_dataset_source_trains(tfds_dir, tmp_path):
     """In Python: `train(config, workdir, source=<tf.data.Dataset>)`, its length counted."""
     import tensorflow_datasets as tfds
 
-    from matpac_keras.training.config_file import load_config
+    from matpac_keras.config_file import load_config
     from matpac_keras.training.loop import train
 
     dataset = tfds.builder_from_directory(os.fspath(tfds_dir)).as_dataset(split="train")

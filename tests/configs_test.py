@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from ml_collections import config_dict
 
+from matpac_keras.config_file import load_config
 from matpac_keras.demo.synthetic import NUM_CLASSES
 from matpac_keras.schedules import StepBudget
-from matpac_keras.training.config_file import load_config
 from matpac_keras.training.experiment import build_backbone, check_config, run_budget
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"

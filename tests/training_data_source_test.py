@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from matpac_keras.training.config_file import load_config
+from matpac_keras.config_file import load_config
 from matpac_keras.training.data_source import TrainingData, process_rows
 
 pytestmark = pytest.mark.single_backend

@@ -12,8 +12,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from matpac_keras.config_file import load_config
 from matpac_keras.training import checkpoint
-from matpac_keras.training.config_file import load_config
 from matpac_keras.training.loop import WriteError, train
 from matpac_keras.training.metrics_log import MetricsWriter, read_metrics
 from tests.cli_train_test import REPO, _env, _start, _wait_for_checkpoint

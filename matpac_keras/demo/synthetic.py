@@ -159,6 +159,27 @@ def make_corpus(
     return waveforms, labels
 
 
+def pretraining_corpus(config):
+    """The corpus `config.data.source = "synthetic"` pretrains on (an
+    `matpac_keras.training.inputs.InMemoryCorpus`, labels left out): `config.data.synthetic`'s
+    `clips_per_class` x 10 classes of `seconds` each, drawn from the run's seed; the clips
+    are made when the run starts. Raises InputError naming a field that cannot make one."""
+    from matpac_keras.errors import InputError
+    from matpac_keras.training.inputs import InMemoryCorpus
+
+    clips, seconds = config.data.synthetic.clips_per_class, config.data.synthetic.seconds
+    if clips < 1:
+        raise InputError(f"config.data.synthetic.clips_per_class must be at least 1; got {clips}")
+    if seconds <= 0:
+        raise InputError(f"config.data.synthetic.seconds must be positive; got {seconds}")
+    return InMemoryCorpus(
+        description="the synthetic demo corpus (config.data.synthetic)",
+        num_clips=clips * NUM_CLASSES,
+        num_samples=int(round(seconds * SAMPLE_RATE)),
+        make_waveforms=lambda: make_corpus(clips, seconds, config.seed)[0],
+    )
+
+
 def probe_data(config):
     """The demo's probe clips (`matpac_keras.training.probe.ProbeData`): independent held-out
     draws of the corpus, `config.evaluate.clips_per_class` per class to fit the probe and as

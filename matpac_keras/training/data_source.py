@@ -1,16 +1,37 @@
 """A run's training batches from its config, addressed by global step (so resumable).
 
-`data.source = "synthetic"`: random crops of the demo corpus, in memory (`inputs.py`). Any other
-source: epochs of the tf.data pipeline over audio files or a TFDS dataset (`audio_input.py`,
-TensorFlow needed), whose finished epochs' lengths are kept in the checkpoints.
+An in-memory corpus (`inputs.InMemoryCorpus`: the one `data.source` names in `NAMED_CORPORA`,
+e.g. "synthetic", the demo corpus, or one passed as the source): random crops of its log-mel,
+in memory (`inputs.py`). Any other source: epochs of the tf.data pipeline over audio files or a
+TFDS dataset (`audio_input.py`, TensorFlow needed), whose finished epochs' lengths are kept in
+the checkpoints.
 Under JAX multi-process data parallelism each process feeds its own rows of every global batch.
 """
+
+import importlib
 
 from absl import logging
 from ml_collections import ConfigDict
 
-from matpac_keras.training.experiment import SYNTHETIC, synthetic_clips
-from matpac_keras.training.inputs import RandomCropBatches, logmel_corpus
+from matpac_keras.training.inputs import InMemoryCorpus, RandomCropBatches, logmel_corpus
+
+# data.source names of in-memory corpora: "module:function", the function taking the run's
+# config and returning an `InMemoryCorpus`. The training loop imports no corpus module: it
+# receives the corpus through this table (imported when a config names it) or as `source`.
+NAMED_CORPORA = {"synthetic": "matpac_keras.demo.synthetic:pretraining_corpus"}
+
+
+def in_memory_corpus(config: ConfigDict, source=None) -> InMemoryCorpus | None:
+    """The in-memory corpus a run trains on: `source` if it is one; with no `source`, the
+    corpus that `config.data.source` names in `NAMED_CORPORA`; else None (a file or TFDS
+    source)."""
+    if isinstance(source, InMemoryCorpus):
+        return source
+    name = config.data.source
+    if source is not None or not isinstance(name, str) or name not in NAMED_CORPORA:
+        return None
+    module, _, function = NAMED_CORPORA[name].partition(":")
+    return getattr(importlib.import_module(module), function)(config)
 
 
 class TrainingData:
@@ -19,8 +40,9 @@ class TrainingData:
 
     Args:
         config: the run's config (`data`, `seed`, `train.global_batch_size`).
-        source: a Python object replacing `config.data.source` (a `tf.data.Dataset` of
-            TFDS-style examples, a TFDS builder or a list of audio files), or None.
+        source: a Python object replacing `config.data.source` (an `InMemoryCorpus`, a
+            `tf.data.Dataset` of TFDS-style examples, a TFDS builder or a list of audio
+            files), or None.
 
     `inventory` (a `matpac_keras.data.inventory.Inventory`; its `summary()` is the line the
     run logs and prints) is known once constructed; call `start(metadata)` with the metadata of
@@ -33,12 +55,13 @@ class TrainingData:
         self.corpus = self.stream = None
         self._source = None
         self._generator = None
-        if source is None and data.source == SYNTHETIC:
+        self._in_memory = in_memory_corpus(config, source)
+        if self._in_memory is not None:
             from matpac_keras.data.dropped import DroppedClips
             from matpac_keras.data.inventory import Inventory
 
-            clips = synthetic_clips(config)
-            self.inventory = Inventory("the synthetic demo corpus", clips, clips, DroppedClips())
+            clips = self._in_memory.num_clips
+            self.inventory = Inventory(self._in_memory.description, clips, clips, DroppedClips())
         else:
             from matpac_keras.data.inventory import open_source, take_inventory
 
@@ -50,13 +73,8 @@ class TrainingData:
     def start(self, metadata: dict) -> None:
         """Builds the batch source, continuing the data position of `metadata`."""
         data, config = self.config.data, self.config
-        if self._source is None:
-            from matpac_keras.demo.synthetic import make_corpus
-
-            waveforms, _ = make_corpus(
-                data.synthetic.clips_per_class, data.synthetic.seconds, config.seed
-            )
-            self.corpus = logmel_corpus(waveforms)
+        if self._in_memory is not None:
+            self.corpus = logmel_corpus(self._in_memory.waveforms())
             return
         from matpac_keras.training.audio_input import AudioBatchStream
 

@@ -8,15 +8,14 @@ import keras
 from ml_collections import ConfigDict
 
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.demo.synthetic import NUM_CLASSES
 from matpac_keras.distribute import KINDS
 from matpac_keras.errors import InputError
 from matpac_keras.frontend import SAMPLE_RATE, num_frames
 from matpac_keras.optimizers import AdamW
 from matpac_keras.pretrainer import MatpacPretrainer
 from matpac_keras.schedules import StepBudget, WarmupCosineDecay, step_budget
-
-SYNTHETIC = "synthetic"  # data.source of the demo corpus
+from matpac_keras.training.data_source import NAMED_CORPORA, in_memory_corpus
+from matpac_keras.training.inputs import InMemoryCorpus
 
 
 def check_config(config: ConfigDict, source=None) -> None:
@@ -48,9 +47,9 @@ def check_config(config: ConfigDict, source=None) -> None:
         from matpac_keras.training.probe import probe_loader
 
         probe_loader(config)
-    counted = synthetic_clips(config) if source is None and data.source == SYNTHETIC else None
-    if data.num_examples is None and counted is not None:
-        check_budget(config, counted)
+    corpus = in_memory_corpus(config, source)
+    if data.num_examples is None and corpus is not None:
+        check_budget(config, corpus.num_clips)
     if data.num_examples is not None:
         if data.num_examples < 1:
             raise InputError(
@@ -58,7 +57,9 @@ def check_config(config: ConfigDict, source=None) -> None:
                 f"{data.num_examples}"
             )
         check_budget(config, data.num_examples)
-    if source is None:
+    if corpus is not None:
+        _check_corpus(config, corpus)
+    elif source is None:
         _check_source(config)
 
 
@@ -94,32 +95,30 @@ def check_budget(
     return budget
 
 
-def synthetic_clips(config: ConfigDict) -> int:
-    """Clips of the synthetic demo corpus that `config.data.synthetic` describes."""
-    return config.data.synthetic.clips_per_class * NUM_CLASSES
+def _check_corpus(config: ConfigDict, corpus: InMemoryCorpus) -> None:
+    data = config.data
+    if data.num_examples is not None and data.num_examples != corpus.num_clips:
+        raise InputError(
+            f"config.data.num_examples={data.num_examples}, but {corpus.description} has "
+            f"{corpus.num_clips} clips"
+        )
+    frames = num_frames(corpus.num_samples)
+    if frames < data.crop_frames:
+        raise InputError(
+            f"{corpus.description}: clips of {corpus.num_samples / SAMPLE_RATE:g} s give "
+            f"{frames} frames, fewer than config.data.crop_frames={data.crop_frames}"
+        )
 
 
 def _check_source(config: ConfigDict) -> None:
     data = config.data
     if data.source is None:
+        names = " or ".join(repr(name) for name in NAMED_CORPORA)
         raise InputError(
-            "config.data.source is not set: 'synthetic', a prepared TFDS dataset directory or "
+            f"config.data.source is not set: {names}, a prepared TFDS dataset directory or "
             "a folder of audio files"
         )
-    if data.source == SYNTHETIC:
-        clips = synthetic_clips(config)
-        if data.num_examples is not None and data.num_examples != clips:
-            raise InputError(
-                f"config.data.num_examples={data.num_examples}, but the synthetic corpus has "
-                f"{clips} clips (data.synthetic.clips_per_class x {NUM_CLASSES} classes)"
-            )
-        frames = num_frames(round(data.synthetic.seconds * SAMPLE_RATE))
-        if frames < data.crop_frames:
-            raise InputError(
-                f"config.data.synthetic.seconds={data.synthetic.seconds} gives clips of {frames} "
-                f"frames, fewer than config.data.crop_frames={data.crop_frames}"
-            )
-    elif not pathlib.Path(data.source).exists():
+    if not pathlib.Path(data.source).exists():
         raise InputError(f"config.data.source {data.source!r} does not exist")
 
 

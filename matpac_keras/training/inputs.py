@@ -1,4 +1,8 @@
-"""Training batches from an in-memory log-mel corpus, indexed by the global step.
+"""Training batches from an in-memory corpus, indexed by the global step.
+
+An `InMemoryCorpus` is a pretraining source of equal-length clips made in memory (the demo's
+synthetic corpus is one, `matpac_keras.demo.synthetic.pretraining_corpus`); a run turns it into
+a log-mel corpus (`logmel_corpus`) and draws its batches from that (`RandomCropBatches`).
 
 `fit` takes normalised log-mel crops [batch, mels, frames] (x only). Here batch `s` of a run is
 a pure function of `(seed, s)`: examples drawn uniformly (with replacement) from the corpus, each
@@ -6,8 +10,42 @@ cropped at a uniform random offset. So the data position of a run is just its st
 resumed run sees exactly the batches an uninterrupted one would have seen.
 """
 
+import dataclasses
+from collections.abc import Callable
+
 import keras
 import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class InMemoryCorpus:
+    """A pretraining source held in memory: `num_clips` unlabelled 16 kHz clips of
+    `num_samples` samples each, made when the run starts (checking a config and counting the
+    run's steps need only the sizes).
+
+    Attributes:
+        description: the corpus in words, for the data line and errors ("the synthetic demo
+            corpus (config.data.synthetic)").
+        num_clips: int. Clips in the corpus: one epoch.
+        num_samples: int. Samples of every clip.
+        make_waveforms: a function of no argument returning the clips, float32
+            [num_clips, num_samples], mono at 16 kHz.
+    """
+
+    description: str
+    num_clips: int
+    num_samples: int
+    make_waveforms: Callable[[], np.ndarray]
+
+    def waveforms(self) -> np.ndarray:
+        """The clips [num_clips, num_samples] float32; ValueError if another shape was made."""
+        waveforms = np.asarray(self.make_waveforms(), dtype=np.float32)
+        if waveforms.shape != (self.num_clips, self.num_samples):
+            raise ValueError(
+                f"{self.description}: made clips of shape {waveforms.shape}, not the "
+                f"({self.num_clips}, {self.num_samples}) it declares"
+            )
+        return waveforms
 
 
 class RandomCropBatches(keras.utils.PyDataset):
