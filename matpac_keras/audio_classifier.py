@@ -28,6 +28,7 @@ from matpac_keras.backbone import MatpacBackbone, export_spectrogram_model
 from matpac_keras.embedding import EmbeddingExtractor, bucketed_embeddings, exact_logmels
 
 POOLINGS = ("concat", "freq_mean")
+ACTIVATIONS = ("sigmoid", "softmax")
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
@@ -81,6 +82,10 @@ class MatpacAudioClassifier(keras_hub.models.Task):
             while training, via `keras.layers.RandomErasing`. 0 (default) disables it.
         erase_scale: (min, max) area fraction of the masked rectangle. Defaults to (0.02, 0.25).
         num_erasures: int. Independent masks applied in turn. Defaults to 2.
+        labels: None or `num_classes` label names, in output order (the authors' heads carry
+            theirs: `matpac-convert`). Defaults to None.
+        multi_label: bool. The classes are tags (any number per clip): `probabilities`
+            defaults to a sigmoid, else a softmax. Defaults to False.
 
     Compiled by default (as keras-hub tasks are) with Adam(5e-5), sparse categorical
     cross-entropy on the logits and accuracy; `compile` again for other choices.
@@ -106,10 +111,14 @@ class MatpacAudioClassifier(keras_hub.models.Task):
         erase_factor: float = 0.0,
         erase_scale: tuple[float, float] = (0.02, 0.25),
         num_erasures: int = 2,
+        labels=None,
+        multi_label: bool = False,
         **kwargs,
     ):
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive; got {num_classes}")
+        if labels is not None and len(labels) != num_classes:
+            raise ValueError(f"labels: {len(labels)} names for num_classes={num_classes}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
         if not 0 <= erase_factor <= 1:
@@ -123,6 +132,8 @@ class MatpacAudioClassifier(keras_hub.models.Task):
         self.erase_factor = erase_factor
         self.erase_scale = tuple(erase_scale)
         self.num_erasures = num_erasures
+        self.labels = None if labels is None else tuple(str(label) for label in labels)
+        self.multi_label = bool(multi_label)
         # keras-hub's Task compiles here (with the defaults above), and under PyTorch only layers
         # set after it are tracked: the layers come next.
         super().__init__(**{"dtype": dtype, **kwargs})
@@ -270,6 +281,30 @@ class MatpacAudioClassifier(keras_hub.models.Task):
             pooled = self._crop_features(extractor, waveforms, crop_frames, batch_size)
         return ops.convert_to_numpy(self.classify(pooled, training=False))
 
+    def probabilities(self, logits, activation: str | None = None) -> np.ndarray:
+        """Probabilities [N, classes] of logits: `activation` "sigmoid" or "softmax" (the
+        authors' choice for every head), by default sigmoid for a `multi_label` model, else
+        softmax."""
+        activation = activation or ("sigmoid" if self.multi_label else "softmax")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
+        logits = np.asarray(logits, "float64")
+        if activation == "sigmoid":
+            return (1.0 / (1.0 + np.exp(-logits))).astype("float32")
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return (exp / exp.sum(axis=-1, keepdims=True)).astype("float32")
+
+    def top_labels(self, probabilities, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Per clip, the `k` most probable (label, probability) pairs, most probable first
+        (labels "class <i>" when the model has none)."""
+        probabilities = np.asarray(probabilities)
+        names = self.labels or tuple(f"class {i}" for i in range(self.num_classes))
+        order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+        return [
+            [(names[i], float(row[i])) for i in indices]
+            for row, indices in zip(probabilities, order, strict=True)
+        ]
+
     def _crop_features(self, extractor, waveforms, crop_frames, batch_size) -> np.ndarray:
         bb = self.backbone
         pooled = np.zeros((len(waveforms), bb.num_freq_patches * bb.embed_dim), "float32")
@@ -298,6 +333,8 @@ class MatpacAudioClassifier(keras_hub.models.Task):
             "erase_factor": self.erase_factor,
             "erase_scale": self.erase_scale,
             "num_erasures": self.num_erasures,
+            "labels": None if self.labels is None else list(self.labels),
+            "multi_label": self.multi_label,
         }
 
     @classmethod

@@ -8,6 +8,7 @@ preset directory (config.json, model.weights.h5, metadata.json) and
 
 import keras
 import keras_hub
+import numpy as np
 from keras import ops
 
 from matpac_keras.layers import PatchEmbedding, TransformerStack, sincos_2d
@@ -47,6 +48,11 @@ class MatpacBackbone(keras_hub.models.Backbone):
         patch_size: int. Square patch side, in mel bins and frames. Defaults to 16.
         num_mels: int. Mel bins of the input. Defaults to 80.
         max_frames: int. Longest input in frames (the position grid). Defaults to 608 (6.08 s).
+        stored_positions: bool. Take the positions from a table kept with the weights
+            (non-trainable `position_table` [1 + F * T, D], initialised to the sin-cos grid;
+            row 0 is added to the cls token), as the authors' code adds whatever `pos_embed` a
+            checkpoint holds: `matpac-convert` sets it for a checkpoint whose table is not the
+            sin-cos grid. Defaults to False: the fixed sin-cos grid, computed, not stored.
 
     The backbone is built on construction (its weights do not depend on the input length), and
     its input signature is `[batch, num_mels, frames]` with `frames` free, so that
@@ -68,6 +74,7 @@ class MatpacBackbone(keras_hub.models.Backbone):
         patch_size: int = 16,
         num_mels: int = 80,
         max_frames: int = 608,
+        stored_positions: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -91,6 +98,7 @@ class MatpacBackbone(keras_hub.models.Backbone):
         self.patch_size = patch_size
         self.num_mels = num_mels
         self.max_frames = max_frames
+        self.stored_positions = bool(stored_positions)
         self.positions = sincos_2d(embed_dim, self.num_freq_patches, self.max_time_patches)
         self.build()
 
@@ -123,6 +131,16 @@ class MatpacBackbone(keras_hub.models.Backbone):
             initializer=keras.initializers.RandomNormal(stddev=0.02),
             name="cls_token",
         )
+        if self.stored_positions:
+            table = self.positions.reshape(-1, self.embed_dim)
+            self.position_table = self.add_weight(
+                shape=(1 + table.shape[0], self.embed_dim),
+                initializer=keras.initializers.Constant(
+                    np.concatenate([np.zeros((1, self.embed_dim), "float32"), table])
+                ),
+                trainable=False,
+                name="position_table",
+            )
         self.encoder.build((None, None, self.embed_dim))
         self.built = True
 
@@ -157,12 +175,21 @@ class MatpacBackbone(keras_hub.models.Backbone):
         self.check_spectrogram_shape(spectrogram.shape)
         grid = self.patch_embedding(spectrogram)
         n_time = ops.shape(grid)[2]
-        positions = ops.cast(ops.convert_to_tensor(self.positions)[:, :n_time], grid.dtype)
+        if self.stored_positions:
+            shape = (self.num_freq_patches, self.max_time_patches, self.embed_dim)
+            positions = ops.reshape(self.position_table[1:], shape)
+        else:
+            positions = ops.convert_to_tensor(self.positions)
+        positions = ops.cast(positions[:, :n_time], grid.dtype)
         return ops.reshape(grid + positions[None], (ops.shape(grid)[0], -1, self.embed_dim))
 
     def prepend_cls(self, tokens):
-        """[B, L, D] -> [B, 1 + L, D] with the cls token (its position is all zeros)."""
-        cls = ops.cast(self.cls_token, tokens.dtype)
+        """[B, L, D] -> [B, 1 + L, D] with the cls token (plus its stored position, if any;
+        the sin-cos grid's is all zeros)."""
+        cls = self.cls_token
+        if self.stored_positions:
+            cls = cls + self.position_table[None, :1]
+        cls = ops.cast(cls, tokens.dtype)
         cls = ops.broadcast_to(cls, (ops.shape(tokens)[0], 1, self.embed_dim))
         return ops.concatenate([cls, tokens], axis=1)
 
@@ -204,6 +231,7 @@ class MatpacBackbone(keras_hub.models.Backbone):
             "patch_size": self.patch_size,
             "num_mels": self.num_mels,
             "max_frames": self.max_frames,
+            "stored_positions": self.stored_positions,
         }
 
 

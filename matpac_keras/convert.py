@@ -7,6 +7,12 @@ of the right shape and every checkpoint tensor must be used, else `CheckpointMis
 names the first offending tensor. The arguments shapes cannot tell (`num_heads`,
 `predictor_num_heads`, `num_mels`) are checked against the checkpoint before a model is built:
 a bad one raises an InputError naming it.
+
+A checkpoint whose `pos_embed` is the sin-cos grid converts to the computed grid; any other
+table is kept as the backbone's stored `position_table` (as the authors' code adds whatever
+table a checkpoint holds). An AudioSet fine-tuned `enc_and_head` file, or an encoder with one of
+the authors' probe heads (`classifier_from_state_dict`), becomes a `MatpacAudioClassifier` with
+that task's labels (SPEC section 9).
 """
 
 import numbers
@@ -78,8 +84,9 @@ def _check_num_mels(num_mels, state: dict, embed_dim: int, patch_size: int) -> i
     def is_grid(freq: int) -> bool:
         if tokens % freq or embed_dim % 4:
             return False
-        table = sincos_2d(embed_dim, freq, tokens // freq).reshape(-1, embed_dim)
-        return bool(np.allclose(positions, table, atol=1e-5))
+        return bool(
+            np.allclose(positions, _sincos_rows(embed_dim, freq, tokens // freq), atol=1e-5)
+        )
 
     freq = num_mels // patch_size
     if tokens % freq:
@@ -124,9 +131,16 @@ def backbone_config(state: dict, num_heads: int | None = None, num_mels: int = 8
     if num_heads is None:
         num_heads = _heads_from_width(embed_dim, 64, "encoder", "num_heads")
     num_heads = _check_heads(num_heads, embed_dim, "num_heads", "encoder width")
-    num_tokens = state["pos_embed"].reshape(-1, embed_dim).shape[0] - 1
-    time_patches = num_tokens // (num_mels // patch_size)
+    table = state["pos_embed"].reshape(-1, embed_dim)
+    num_tokens = table.shape[0] - 1
+    freq = num_mels // patch_size
+    time_patches = num_tokens // freq
     fc1 = state[f"{ENCODER_PREFIX}blocks.0.mlp.fc1.weight"]
+    sincos = embed_dim % 4 == 0 and np.allclose(
+        table,
+        np.concatenate([np.zeros((1, embed_dim)), _sincos_rows(embed_dim, freq, time_patches)]),
+        atol=1e-5,
+    )
     return dict(
         embed_dim=embed_dim,
         depth=_count_blocks(state, f"{ENCODER_PREFIX}blocks."),
@@ -135,7 +149,12 @@ def backbone_config(state: dict, num_heads: int | None = None, num_mels: int = 8
         patch_size=patch_size,
         num_mels=num_mels,
         max_frames=int(time_patches * patch_size),
+        stored_positions=not sincos,
     )
+
+
+def _sincos_rows(embed_dim: int, freq: int, time: int) -> np.ndarray:
+    return sincos_2d(embed_dim, freq, time).reshape(-1, embed_dim)
 
 
 def _mcl_prefix(state: dict) -> str | None:
@@ -268,7 +287,10 @@ def _assign_backbone(a: _Assigner, backbone: MatpacBackbone):
     )
     a.take(backbone.patch_embedding.projection.bias, "patch_embed.proj.bias")
     a.take(backbone.cls_token, "cls_token")
-    a.check_fixed("pos_embed", backbone.positions.reshape(-1, backbone.embed_dim))
+    if backbone.stored_positions:  # used as stored, as the authors' code does
+        a.take(backbone.position_table, "pos_embed", lambda p: p.reshape(-1, p.shape[-1]))
+    else:
+        a.check_fixed("pos_embed", backbone.positions.reshape(-1, backbone.embed_dim))
     _assign_stack(a, backbone.encoder, f"{ENCODER_PREFIX}blocks.", f"{ENCODER_PREFIX}norm.")
 
 
@@ -341,4 +363,119 @@ def model_from_state_dict(
         model = backbone
     model.build(None)
     load_official_weights(model, state)
+    return model
+
+
+HEAD_NORM_PREFIX, HEAD_PREFIX, PROBE_PREFIX = "head_norm.", "head.", "probe."
+
+
+def has_classification_head(state: dict) -> bool:
+    """Whether a state_dict is an AudioSet fine-tuned file with its head (`head.*`)."""
+    return f"{HEAD_PREFIX}weight" in state
+
+
+def _check_head_shape(weight, task: str, width: int, what: str, key: str) -> None:
+    """Refuses a head whose [outputs, inputs] disagree with `task` and the encoder."""
+    from matpac_keras.class_mappings import task_head
+
+    expected = task_head(task).num_classes
+    shape = tuple(int(n) for n in np.shape(weight))
+    if len(shape) != 2 or shape[0] != expected:
+        raise CheckpointMismatchError(
+            f"{key} has shape {list(shape)}: {shape[0] if shape else '?'} outputs, but task "
+            f"{task!r} has {expected} classes"
+        )
+    if shape[1] != width:
+        raise CheckpointMismatchError(
+            f"{key} has shape {list(shape)}: {shape[1]} inputs, but the encoder's {what} has "
+            f"{width}"
+        )
+
+
+def classifier_from_state_dict(
+    state: dict,
+    probe: dict | None = None,
+    task: str | None = None,
+    num_heads: int | None = None,
+    num_mels: int = 80,
+):
+    """A `MatpacAudioClassifier` (with its preprocessor and the task's labels) from the
+    authors' files (SPEC section 9), loaded strictly:
+
+    - `probe` None: an AudioSet fine-tuned encoder + head state_dict (`head_norm.*`, `head.*`):
+      BatchNorm (running statistics, no affine) + Linear on the frequency-averaged clip
+      embedding, 527 AudioSet labels in `mid` order (`task` None or "audioset");
+    - `probe` a probe head's state_dict (`probe.weight` [n, F x D], `probe.bias`), `state` the
+      encoder-only state_dict it was trained on: Linear on the concatenated clip embedding,
+      with `task`'s labels (`class_mappings.TASK_HEADS`).
+
+    Raises:
+        CheckpointMismatchError: a missing or unused tensor, or a head whose shape disagrees
+            with the task (its number of classes) or the encoder (its width), naming both.
+        InputError: an unknown task, or `num_heads` / `num_mels` that do not fit.
+    """
+    from matpac_keras.audio_classifier import (
+        MatpacAudioClassifier,
+        MatpacAudioClassifierPreprocessor,
+    )
+    from matpac_keras.class_mappings import task_head, task_labels
+
+    state = _flatten(state)
+    with_head = has_classification_head(state)
+    if probe is None:
+        if not with_head:
+            raise CheckpointMismatchError(
+                f"no classification head: tensor {HEAD_PREFIX + 'weight'!r} is missing (an "
+                "encoder-only file needs one of the authors' probe heads and its task)"
+            )
+        task = task or "audioset"
+        if task != "audioset":
+            raise InputError(f"task {task!r}: an AudioSet fine-tuned head's task is 'audioset'")
+        prefix, pooling, head_norm = HEAD_PREFIX, "freq_mean", True
+    else:
+        if with_head:
+            raise CheckpointMismatchError(
+                "the checkpoint has its own head (head.*): a probe head goes on an encoder-only "
+                "checkpoint"
+            )
+        if task is None:
+            raise InputError("a probe head needs its task (one of class_mappings.TASK_HEADS)")
+        task_head(task)
+        probe = _flatten(probe)
+        for key in (f"{PROBE_PREFIX}weight", f"{PROBE_PREFIX}bias"):
+            if key not in probe:
+                raise CheckpointMismatchError(f"not a probe head: tensor {key!r} is missing")
+        clash = sorted(set(probe) & set(state))
+        if clash:
+            raise CheckpointMismatchError(f"probe tensor {clash[0]!r} is also in the encoder file")
+        state = {**state, **probe}
+        prefix, pooling, head_norm = PROBE_PREFIX, "concat", False
+    encoder = {k: v for k, v in state.items() if not k.startswith((HEAD_NORM_PREFIX, prefix))}
+    backbone = MatpacBackbone(**backbone_config(encoder, num_heads, num_mels))
+    freqs = backbone.num_freq_patches
+    width = backbone.embed_dim * (freqs if pooling == "concat" else 1)
+    what = (
+        f"clip embedding ({freqs} x {backbone.embed_dim})"
+        if pooling == "concat"
+        else "frequency-averaged embedding"
+    )
+    _check_head_shape(state[f"{prefix}weight"], task, width, what, f"{prefix}weight")
+    model = MatpacAudioClassifier(
+        backbone,
+        num_classes=task_head(task).num_classes,
+        preprocessor=MatpacAudioClassifierPreprocessor(),
+        pooling=pooling,
+        head_norm=head_norm,
+        labels=task_labels(task),
+        multi_label=task_head(task).multi_label,
+    )
+    a = _Assigner(state)
+    _assign_backbone(a, model.backbone)
+    if head_norm:
+        a.take(model.head_norm.moving_mean, f"{HEAD_NORM_PREFIX}running_mean")
+        a.take(model.head_norm.moving_variance, f"{HEAD_NORM_PREFIX}running_var")
+        if f"{HEAD_NORM_PREFIX}num_batches_tracked" in state:  # a counter, not a weight
+            a.used.add(f"{HEAD_NORM_PREFIX}num_batches_tracked")
+    _assign_dense(a, model.output_dense, prefix)
+    a.finish()
     return model

@@ -25,6 +25,7 @@ LAYERS = (
         "model_path",
         "presets",
         "head_labels",
+        "class_mappings",
         "torch_checkpoint",
         "audio",
         "schedules",

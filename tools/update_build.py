@@ -129,8 +129,17 @@ def is_test(path: str) -> bool:
 
 def folder_data(root: pathlib.Path, path: str, dummy: bool) -> list[str]:
     """Non-Python files of a builder's folder (matpac_datasets/<name>/): `dummy` selects its
-    dummy_data/ tree (a test's data), else the rest (split lists, citations: the library's)."""
+    dummy_data/ tree (a test's data), else the rest (split lists, citations: the library's).
+    A package of the library (matpac_keras/<name>/__init__.py) carries the files beside it
+    (e.g. the label lists of class_mappings/)."""
     parts = path.split("/")
+    if parts[0] == LIBRARY_ROOT and len(parts) > 2 and parts[-1] == "__init__.py" and not dummy:
+        folder = root / "/".join(parts[:-1])
+        return sorted(
+            f.relative_to(root).as_posix()
+            for f in folder.iterdir()
+            if f.is_file() and f.suffix not in (".py", ".pyc")
+        )
     if parts[0] != DATASETS_ROOT or len(parts) < 3:
         return []
     folder = root / "/".join(parts[:2])

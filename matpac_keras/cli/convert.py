@@ -8,6 +8,15 @@ files (`matpac_keras.presets`) are recognised by name and checked against their 
 
     matpac-convert --checkpoint matpac_plus_6s_2048_enconly.pt --output matpac_plus  # preset
     matpac-convert --checkpoint matpac_10_2048.pt --output matpac.keras [--overwrite]
+    matpac-convert --checkpoint matpac_plus_as_48_1_map_enc_and_head.pt --output as_tagger
+    matpac-convert --checkpoint matpac_plus_6s_2048_enconly.pt --probe esc50.pth --task esc50 \
+        --output esc50_tagger
+
+The authors' heads (SPEC section 9) give a `MatpacAudioClassifier` with its labels and audio
+preprocessor: an AudioSet fine-tuned file with its head (`head_norm.*`, `head.*`) the 527-class
+AudioSet tagger (BatchNorm + Linear on the frequency-averaged clip embedding of its 992-frame
+chunks), and `--probe` one of their probe heads (`probe.weight` [n, 5 x D]) on the encoder-only
+file it was trained on, with `--task`'s labels (`matpac_keras.class_mappings.TASK_HEADS`).
 
 An `--output` ending in `.keras` gets a `.keras` file: a MatpacBackbone for encoder-only files,
 a MatpacPretrainer (student, predictor, heads, teachers and centre) for training files. Any
@@ -26,6 +35,7 @@ import zipfile
 import numpy as np
 from absl import app, flags, logging
 
+from matpac_keras.class_mappings import TASK_HEADS
 from matpac_keras.cli.entry import run_app
 from matpac_keras.errors import InputError
 from matpac_keras.outputs import atomic_output, check_output
@@ -52,17 +62,30 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 flags.DEFINE_integer("num_mels", 80, "Mel bins of the model's input.", lower_bound=1)
+flags.DEFINE_string(
+    "probe",
+    None,
+    "One of the authors' probe heads (a .pth of probe.weight [n, 5 x D] and probe.bias) to put "
+    "on the encoder-only --checkpoint it was trained on; needs --task.",
+)
+flags.DEFINE_enum(
+    "task",
+    None,
+    list(TASK_HEADS),
+    "The task of --probe (its labels); 'audioset' for a fine-tuned file with its head.",
+)
 flags.mark_flags_as_required(["checkpoint", "output"])
 
 
-def read_state_dict(path: str) -> dict:
-    """A state_dict from a `.pt` file or an `.npz` (nested keys written as `outer/inner`)."""
+def read_state_dict(path: str, flag: str = "--checkpoint") -> dict:
+    """A state_dict from a `.pt` file or an `.npz` (nested keys written as `outer/inner`);
+    errors name `flag` and the file."""
     from matpac_keras.torch_checkpoint import find_state_dict, load_torch_checkpoint
 
     if os.path.isdir(path):
-        raise InputError(f"--checkpoint {path}: is a folder, not a checkpoint file")
+        raise InputError(f"{flag} {path}: is a folder, not a checkpoint file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--checkpoint {path}: no such file")
+        raise FileNotFoundError(f"{flag} {path}: no such file")
     if path.endswith(".npz"):
         state: dict = {}
         try:
@@ -71,7 +94,7 @@ def read_state_dict(path: str) -> dict:
                     outer, _, inner = key.rpartition("/") if key.startswith("_") else ("", "", key)
                     (state.setdefault(outer, {}) if outer else state)[inner] = arrays[key]
         except (ValueError, zipfile.BadZipFile, EOFError) as error:
-            raise InputError(f"--checkpoint {path}: not an .npz file of tensors") from error
+            raise InputError(f"{flag} {path}: not an .npz file of tensors") from error
         return state
     return find_state_dict(load_torch_checkpoint(path))
 
@@ -105,19 +128,40 @@ def main(argv):
     output = check_output(  # before the work: exists? writable?
         FLAGS.output.rstrip("/") or FLAGS.output, FLAGS.overwrite, folder=preset, flag="--output"
     )
+    if FLAGS.task is not None and FLAGS.probe is None and FLAGS.task != "audioset":
+        raise app.UsageError(f"--task={FLAGS.task} names the task of a --probe head: pass --probe")
     state = read_state_dict(FLAGS.checkpoint)  # before Keras is imported: fails in a moment
-    from matpac_keras.convert import CheckpointMismatchError, model_from_state_dict
+    probe = None if FLAGS.probe is None else read_state_dict(FLAGS.probe, flag="--probe")
+    if probe is not None and FLAGS.task is None:
+        raise app.UsageError("--probe needs --task: the task the head was trained on")
+    from matpac_keras.convert import (
+        CheckpointMismatchError,
+        classifier_from_state_dict,
+        has_classification_head,
+        model_from_state_dict,
+    )
 
+    where = f"--checkpoint {FLAGS.checkpoint}"
     try:
-        model = model_from_state_dict(
-            state, FLAGS.num_heads, FLAGS.predictor_num_heads, num_mels=FLAGS.num_mels
-        )
+        if probe is not None or has_classification_head(state):
+            if probe is not None:
+                where = f"--checkpoint {FLAGS.checkpoint} with --probe {FLAGS.probe}"
+            model = classifier_from_state_dict(
+                state, probe, FLAGS.task, FLAGS.num_heads, num_mels=FLAGS.num_mels
+            )
+        else:
+            model = model_from_state_dict(
+                state, FLAGS.num_heads, FLAGS.predictor_num_heads, num_mels=FLAGS.num_mels
+            )
         check_published(FLAGS.checkpoint, getattr(model, "backbone", model))
     except CheckpointMismatchError as error:
-        raise InputError(f"--checkpoint {FLAGS.checkpoint}: {error}") from error
+        raise InputError(f"{where}: {error}") from error
     backbone = getattr(model, "backbone", model)
+    classifier = model is not backbone and not hasattr(model, "predictor")
     with atomic_output(output, overwrite=FLAGS.overwrite, folder=preset) as temporary:
-        if preset:
+        if preset and classifier:
+            model.save_to_preset(temporary)
+        elif preset:
             from matpac_keras.saving import save_preset
 
             save_preset(backbone, temporary)
@@ -132,7 +176,10 @@ def main(argv):
         backbone.num_heads,
         backbone.max_frames,
     )
-    kind = f"preset of the {type(backbone).__name__}" if preset else type(model).__name__
+    kind = type(model if classifier or not preset else backbone).__name__
+    kind = f"preset of the {kind}" if preset else kind
+    if classifier:
+        kind += f", {model.num_classes} classes"
     print(f"wrote {output} ({kind})")
 
 

@@ -78,10 +78,11 @@ def train(config: ConfigDict, workdir: str | os.PathLike, source=None) -> TrainR
             usable clips of the source, counted now (the schedules follow it).
         workdir: the run's folder; one run at a time holds it (`workdir_lock`).
         source: None (read `config.data.source`), or a Python object replacing it: an
-            `inputs.InMemoryCorpus` (equal-length clips made in memory), a `tf.data.Dataset` of TFDS-style examples (dicts whose "audio" is a 1-D 16 kHz
-            waveform, int16 or float; iterated once per epoch, so it must give the same
-            examples each time for a resumed run to see an uninterrupted run's batches), a
-            prepared TFDS builder or a list of audio files.
+            `inputs.InMemoryCorpus` (equal-length clips made in memory), a `tf.data.Dataset`
+            of TFDS-style examples (dicts whose "audio" is a 1-D 16 kHz waveform, int16 or
+            float; iterated once per epoch, so it must give the same examples each time for a
+            resumed run to see an uninterrupted run's batches), a prepared TFDS builder or a
+            list of audio files.
 
     Raises:
         InputError: a bad config, source or workdir (`WorkdirLockedError`: another run holds
