@@ -33,24 +33,24 @@ TEST_DATA = ("pyproject.toml",)
 # "manual", so Bazel runs them only when named. A test file whose module-level `pytestmark`
 # includes `pytest.mark.slow` is slow as well.
 SLOW_TESTS = {
-    "tests/cli_convert_embed_test.py": "45 s",
+    "tests/cli/convert_embed_test.py": "45 s",
     "tests/embedding_test.py": "11 s",
     "tests/distribute_tf_test.py": "90 s",
     "tests/pretrainer_train_step_test.py": "50 s",
     "tests/pretrainer_mixed_precision_test.py": "60 s",
-    "tests/cli_train_test.py": "65 s",
+    "tests/cli/train_test.py": "65 s",
     "tests/saving_test.py": "45 s",
     "tests/evaluation/evaluate_cli_test.py": "90 s",
     "tests/evaluation/finetune_cli_test.py": "30 s",
     "tests/audio_classifier_test.py": "40 s",
     "tests/evaluation/features_test.py": "20 s",
     # CLI subprocess tests (pytest runs them; Bazel when named):
-    "tests/cli_errors_test.py": "130 s",
-    "tests/cli_train_real_audio_test.py": "300 s",
-    "tests/training_write_errors_test.py": "180 s",
-    "tests/cli_embed_output_test.py": "35 s",
-    "tests/cli_embed_memory_test.py": "45 s",
-    "tests/training_checkpoint_test.py": "45 s",
+    "tests/cli/errors_test.py": "130 s",
+    "tests/cli/train_real_audio_test.py": "300 s",
+    "tests/training/loop_test.py": "180 s",
+    "tests/cli/embed_output_test.py": "35 s",
+    "tests/cli/embed_memory_test.py": "45 s",
+    "tests/training/checkpoint_test.py": "45 s",
     "tests/presets_test.py": "25 s",
     "tests/export_formats_test.py": "65 s",
     "tests/tfds_build_cli_test.py": "35 s",
@@ -61,18 +61,18 @@ SLOW_TESTS = {
 FAST_BUILDER_TESTS = ("matpac_datasets/audio_builder_lib_test.py",)
 # Deps that imports do not show: modules a test runs in a subprocess (`python -m ...`).
 EXTRA_DEPS = {
-    "tests/cli_convert_embed_test.py": ("matpac_keras/cli/convert.py", "matpac_keras/cli/embed.py"),
-    "tests/cli_train_test.py": ("matpac_keras/cli/train.py",),
-    "tests/cli_train_real_audio_test.py": ("matpac_keras/cli/train.py",),
-    "tests/training_write_errors_test.py": ("matpac_keras/cli/train.py",),
-    "tests/cli_errors_test.py": (
+    "tests/cli/convert_embed_test.py": ("matpac_keras/cli/convert.py", "matpac_keras/cli/embed.py"),
+    "tests/cli/train_test.py": ("matpac_keras/cli/train.py",),
+    "tests/cli/train_real_audio_test.py": ("matpac_keras/cli/train.py",),
+    "tests/training/loop_test.py": ("matpac_keras/cli/train.py",),
+    "tests/cli/errors_test.py": (
         "matpac_keras/cli/convert.py",
         "matpac_keras/cli/evaluate.py",
         "matpac_keras/cli/export.py",
         "matpac_keras/cli/finetune.py",
     ),
-    "tests/cli_embed_output_test.py": ("matpac_keras/cli/embed.py",),
-    "tests/cli_embed_memory_test.py": ("matpac_keras/cli/embed.py",),
+    "tests/cli/embed_output_test.py": ("matpac_keras/cli/embed.py",),
+    "tests/cli/embed_memory_test.py": ("matpac_keras/cli/embed.py",),
     # configs/*.py import these (configs are read as files, not through BUILD):
     "tests/configs_test.py": ("matpac_keras/demo/fsdd.py", "matpac_keras/demo/synthetic.py"),
     "tests/evaluation/evaluate_cli_test.py": ("matpac_keras/cli/evaluate.py",),

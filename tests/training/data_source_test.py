@@ -10,7 +10,7 @@ from matpac_keras.config_file import load_config
 from matpac_keras.training.data_source import TrainingData, process_rows
 
 pytestmark = pytest.mark.single_backend
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _tiny(distribution: str):

@@ -10,7 +10,7 @@ from matpac_keras.cli.quiet import asks_for_verbosity
 
 pytestmark = pytest.mark.single_backend
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 START_UP = ("absl::InitializeLog", "cpu_feature_guard", "cudart_stub", "cuInit")
 
 

@@ -25,7 +25,7 @@ from matpac_keras.backbone import MatpacBackbone
 
 pytestmark = pytest.mark.single_backend
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 RATE = 8000
 
 PEAK_OF = """

@@ -1,12 +1,12 @@
 """`matpac-train` as a user runs it on the synthetic demo corpus: its logs, TensorBoard events
-and probe; diverging. Also the helpers of the real-audio runs (tests/cli_train_real_audio_test.py),
+and probe; diverging. Also the helpers of the real-audio runs (tests/cli/train_real_audio_test.py),
 which SIGKILL runs and resume them.
 
 The runs use `configs/demo.py:tiny` (D=32, one block, 4-crop batches, 5 steps per epoch) under
 the current KERAS_BACKEND. That a run SIGKILLed half way and started again ends in exactly the
 state of an uninterrupted run (same student, teachers, centre, step counter, mask generator,
 optimizer moments and schedules, hence the same logged metrics) is tested on real audio, from a
-folder and from a TFDS directory, in tests/cli_train_real_audio_test.py.
+folder and from a TFDS directory, in tests/cli/train_real_audio_test.py.
 """
 
 import hashlib
@@ -27,7 +27,7 @@ from matpac_keras.training.metrics_log import read_metrics
 TINY = "configs/demo.py:tiny"
 EPOCHS = 8  # 40 steps, a checkpoint every 2
 TOTAL = 40
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _command(workdir, *overrides, config=TINY, epochs=EPOCHS):

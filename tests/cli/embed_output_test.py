@@ -25,7 +25,7 @@ from matpac_keras.errors import InputError
 
 pytestmark = pytest.mark.single_backend
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAX_FRAMES = 64  # one chunk: 10_480 samples (0.655 s) at 16 kHz
 
 

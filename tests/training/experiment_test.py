@@ -18,7 +18,7 @@ from matpac_keras.training.experiment import (
 )
 from matpac_keras.training.inputs import InMemoryCorpus
 
-DEMO = pathlib.Path(__file__).resolve().parents[1] / "configs" / "demo.py"
+DEMO = pathlib.Path(__file__).resolve().parents[2] / "configs" / "demo.py"
 
 
 def _tiny():

@@ -16,7 +16,7 @@ from matpac_keras.config_file import load_config
 from matpac_keras.training import checkpoint
 from matpac_keras.training.loop import WriteError, train
 from matpac_keras.training.metrics_log import MetricsWriter, read_metrics
-from tests.cli_train_test import REPO, _env, _start, _wait_for_checkpoint
+from tests.cli.train_test import REPO, _env, _start, _wait_for_checkpoint
 
 pytestmark = pytest.mark.single_backend  # file writing: the same under every backend
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -158,7 +158,7 @@ def test_second_run_on_a_workdir_is_refused_until_the_holder_dies(tmp_path):
         holder.send_signal(signal.SIGKILL)
         assert holder.wait() == -signal.SIGKILL
     # The killed holder's lock file stays behind; the next run takes it over at once (that it
-    # then resumes exactly is tests/cli_train_real_audio_test.py's subject).
+    # then resumes exactly is tests/cli/train_real_audio_test.py's subject).
     assert (tmp_path / ".lock").exists()
     taken = subprocess.run(
         [

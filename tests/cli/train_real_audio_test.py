@@ -22,7 +22,7 @@ import soundfile
 from matpac_keras.data.pretraining import crop_samples
 from matpac_keras.training.checkpoint import list_checkpoints, read_checkpoint
 from matpac_keras.training.metrics_log import read_metrics
-from tests.cli_train_test import REPO, _env, _kill_mid_way, _run, assert_same_checkpoint
+from tests.cli.train_test import REPO, _env, _kill_mid_way, _run, assert_same_checkpoint
 
 CONFIG = "configs/matpac.py:runlocal"
 CROP = 16

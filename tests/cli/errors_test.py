@@ -22,7 +22,7 @@ from matpac_keras.workdir_lock import workdir_lock
 
 pytestmark = pytest.mark.single_backend
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
