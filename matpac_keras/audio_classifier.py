@@ -25,7 +25,7 @@ from keras import ops
 
 from matpac_keras.audio_converter import MatpacAudioConverter
 from matpac_keras.backbone import MatpacBackbone, export_spectrogram_model
-from matpac_keras.embedding import EmbeddingExtractor, bucketed_embeddings, exact_logmels
+from matpac_keras.embedding import EmbeddingExtractor, bucketed_embeddings, time_step_features
 
 POOLINGS = ("concat", "freq_mean")
 ACTIVATIONS = ("sigmoid", "softmax")
@@ -194,10 +194,7 @@ class MatpacAudioClassifier(keras_hub.models.Task):
                 x = eraser(x, training=training)
             spectrogram = x[..., 0]
         tokens = self.backbone(spectrogram)[:, 1:]
-        bb = self.backbone
-        batch = ops.shape(tokens)[0]
-        grid = ops.reshape(tokens, (batch, bb.num_freq_patches, -1, bb.embed_dim))
-        return ops.reshape(ops.mean(grid, axis=2), (batch, bb.num_freq_patches * bb.embed_dim))
+        return ops.mean(time_step_features(tokens, self.backbone.num_freq_patches), axis=1)
 
     def classify(self, features, training=None):
         """Logits of [B, F * D] clip embeddings (time means of concatenated tokens)."""
@@ -274,11 +271,13 @@ class MatpacAudioClassifier(keras_hub.models.Task):
         lengths, so this is the mean over all time steps). A clip shorter than `crop_frames`
         is then seen exactly as its validation batch during fine-tuning.
         """
-        extractor = EmbeddingExtractor(self.backbone, batch_size=batch_size)
-        if crop_frames is None:
-            pooled = bucketed_embeddings(extractor, waveforms)
-        else:
-            pooled = self._crop_features(extractor, waveforms, crop_frames, batch_size)
+        extractor = EmbeddingExtractor(
+            self.backbone,
+            mode="precise" if crop_frames is None else "fast",
+            batch_size=batch_size,
+            chunk_frames=crop_frames,
+        )
+        pooled = bucketed_embeddings(extractor, waveforms)
         return ops.convert_to_numpy(self.classify(pooled, training=False))
 
     def probabilities(self, logits, activation: str | None = None) -> np.ndarray:
@@ -304,23 +303,6 @@ class MatpacAudioClassifier(keras_hub.models.Task):
             [(names[i], float(row[i])) for i in indices]
             for row, indices in zip(probabilities, order, strict=True)
         ]
-
-    def _crop_features(self, extractor, waveforms, crop_frames, batch_size) -> np.ndarray:
-        bb = self.backbone
-        pooled = np.zeros((len(waveforms), bb.num_freq_patches * bb.embed_dim), "float32")
-        crops, owners = [], []
-        for i, logmel in enumerate(exact_logmels(extractor.logmel, waveforms)):
-            logmel = np.pad(logmel, ((0, 0), (0, -logmel.shape[1] % crop_frames)))
-            for start in range(0, logmel.shape[1], crop_frames):
-                crops.append(logmel[:, start : start + crop_frames])
-                owners.append(i)
-        owners = np.asarray(owners)
-        for start in range(0, len(crops), batch_size):
-            batch = np.stack(crops[start : start + batch_size])
-            features = ops.convert_to_numpy(self.pooled_features(batch, training=False))
-            np.add.at(pooled, owners[start : start + batch_size], features)
-        pooled /= np.bincount(owners, minlength=len(waveforms))[:, None]
-        return pooled
 
     def get_config(self):
         return {

@@ -8,7 +8,8 @@ mean over all time steps, padded ones included, as in the official code.
 - "precise" pads to a multiple of the patch size: the last chunk may be shorter.
 - "fast" pads to a multiple of `max_frames`: every chunk is full and all go in one batch.
 
-Two ways in, one chunk code (`chunk_lengths`, `_encode_group`, `_TimeMean`):
+One chunk code (`padded_frames`, `chunk_lengths`, `_encode_group`, `_TimeMean`; in a TensorFlow
+graph `graph_embeddings`), several ways in:
 
 - `embed_waveforms` / `embed_logmel` / `embed_clips`: whole clips in memory; the chunks at one
   position of all clips are encoded together, in batches of `batch_size`.
@@ -20,9 +21,13 @@ Two ways in, one chunk code (`chunk_lengths`, `_encode_group`, `_TimeMean`):
   [160 s, 160 (s + n - 1) + 400), so `batch_size` full chunks at a time are computed from the
   samples they need, encoded as one batch, and added to a running time sum (and kept only when
   `frames=True`). Its embeddings equal the in-memory ones within float32 rounding (1e-5).
+- `graph_embeddings`: the SavedModel's (`export.py`) in-graph version, for clips whose length is
+  known only when the graph runs.
+
+`matpac-embed`, `matpac-export`, HEAR, the evaluation's features and the classifier's
+`clip_logits` all embed through `EmbeddingExtractor`; none cuts chunks itself.
 """
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -35,6 +40,22 @@ from matpac_keras.frontend import HOP_LENGTH, N_FFT, LogMelSpectrogram, num_fram
 
 MODES = ("precise", "fast")
 FRAME_ORDERS = ("temporal", "official")
+
+
+def time_step_features(tokens, num_freq_patches: int):
+    """Patch tokens [..., F * T, D] (frequency-major, no cls token) -> per-time-step features
+    [..., T, F * D], the F tokens of a step concatenated (feature index f * D + d)."""
+    shape = ops.shape(tokens)
+    lead, dim = tuple(shape[:-2]), shape[-1]
+    grid = ops.reshape(tokens, (*lead, num_freq_patches, -1, dim))
+    axes = list(range(len(lead)))
+    grid = ops.transpose(grid, (*axes, len(lead) + 1, len(lead), len(lead) + 2))
+    return ops.reshape(grid, (*lead, -1, num_freq_patches * dim))
+
+
+def padded_frames(frames, multiple: int):
+    """`frames` rounded up to a multiple of `multiple`: a Python int or an integer tensor."""
+    return (frames + multiple - 1) // multiple * multiple
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
@@ -53,11 +74,7 @@ class TokenFeatures(keras.Model):
     def call(self, spectrogram):
         final, per_layer = self.backbone(spectrogram, return_layers=True)
         tokens = ops.stack(per_layer if self.all_layers else [final], axis=1)[:, :, 1:]
-        bb = self.backbone
-        shape = ops.shape(tokens)
-        grid = ops.reshape(tokens, (shape[0], shape[1], bb.num_freq_patches, -1, bb.embed_dim))
-        grid = ops.transpose(grid, (0, 1, 3, 2, 4))
-        return ops.reshape(grid, (shape[0], shape[1], -1, bb.num_freq_patches * bb.embed_dim))
+        return time_step_features(tokens, self.backbone.num_freq_patches)
 
     def get_config(self):
         return {
@@ -132,6 +149,9 @@ class EmbeddingExtractor:
         frame_order: "temporal" (default) or "official": the official "fast" code returns
             frames interleaved across chunks (frame j = chunk j mod n, step j div n).
         batch_size: int. Chunks encoded at once. Defaults to 16.
+        chunk_frames: int or None. Frames per chunk: a multiple of the patch size up to the
+            backbone's `max_frames` (the default). Fine-tuning's crops are the "fast" scheme
+            with chunks of its `crop_frames`.
     """
 
     def __init__(
@@ -141,6 +161,7 @@ class EmbeddingExtractor:
         layers: bool = False,
         frame_order: str = "temporal",
         batch_size: int = 16,
+        chunk_frames: int | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
@@ -148,6 +169,13 @@ class EmbeddingExtractor:
             raise ValueError(f"frame_order must be one of {FRAME_ORDERS}; got {frame_order!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive; got {batch_size}")
+        chunk_frames = backbone.max_frames if chunk_frames is None else chunk_frames
+        if not 0 < chunk_frames <= backbone.max_frames or chunk_frames % backbone.patch_size:
+            raise ValueError(
+                f"chunk_frames must be a multiple of {backbone.patch_size} up to the backbone's "
+                f"max_frames {backbone.max_frames}; got {chunk_frames}"
+            )
+        self.chunk_frames = chunk_frames
         self.backbone = backbone
         self.mode = mode
         self.layers = layers
@@ -172,10 +200,53 @@ class EmbeddingExtractor:
     def chunk_lengths(self, frames: int) -> list[int]:
         """Frames of each chunk of a clip of `frames` log-mel frames, once padded for the mode
         (all `max_frames` but the last, which in "precise" mode holds the rest)."""
-        chunk = self.backbone.max_frames
-        multiple = chunk if self.mode == "fast" else self.backbone.patch_size
-        padded = math.ceil(frames / multiple) * multiple
+        chunk, padded = self.chunk_frames, self.padded_frames(frames)
         return [min(chunk, padded - start) for start in range(0, padded, chunk)]
+
+    def padded_frames(self, frames):
+        """Frames of a clip of `frames` log-mel frames once zero-padded for the mode: to a
+        multiple of the patch size ("precise") or of the chunk ("fast"). `frames` may be a
+        Python int or an integer tensor (the SavedModel's graph)."""
+        multiple = self.chunk_frames if self.mode == "fast" else self.backbone.patch_size
+        return padded_frames(frames, multiple)
+
+    def graph_embeddings(self, logmel):
+        """TensorFlow only (the SavedModel's graph, `export.py`): clip embeddings per layer
+        [B, L, F*D] (L = 1 unless `layers`) of log-mels [B, mels, frames] of any (run-time)
+        length, as `embed_logmel` computes them: zero-padded for the mode, every chunk but the
+        last full and encoded one after the other with `tf.map_fn` (memory bounded by one
+        chunk of the batch), the last one (shorter in "precise") on its own, the mean over all
+        time steps, padded ones included."""
+        import tensorflow as tf
+
+        bb, chunk = self.backbone, self.chunk_frames
+        width = bb.num_freq_patches * bb.embed_dim
+        n_layers = bb.depth if self.layers else 1
+        batch, frames = tf.shape(logmel)[0], tf.shape(logmel)[2]
+        padded = self.padded_frames(frames)
+        logmel = tf.pad(logmel, [[0, 0], [0, 0], [0, padded - frames]])
+        n_full = (padded - 1) // chunk  # every chunk but the last, which holds 1 to `chunk`
+        split = n_full * chunk
+
+        def encode(spectrogram):  # [B, mels, t * patch] -> [B, L, t, F*D], float32
+            return tf.cast(self.features(spectrogram), "float32")
+
+        def full_chunks():
+            chunks = tf.reshape(logmel[:, :, :split], [batch, bb.num_mels, n_full, chunk])
+            encoded = tf.map_fn(
+                encode,
+                tf.transpose(chunks, [2, 0, 1, 3]),
+                fn_output_signature=tf.TensorSpec([None, n_layers, chunk // bb.patch_size, width]),
+            )  # [n_full, B, L, t, F*D]
+            encoded = tf.transpose(encoded, [1, 2, 0, 3, 4])
+            return tf.reshape(encoded, [batch, n_layers, n_full * (chunk // bb.patch_size), width])
+
+        def no_full_chunks():
+            return tf.zeros([batch, n_layers, 0, width])
+
+        leading = tf.cond(n_full > 0, full_chunks, no_full_chunks)
+        steps = tf.concat([leading, encode(logmel[:, :, split:])], axis=2)
+        return tf.reduce_mean(steps, axis=2)
 
     def embed_logmel(self, logmel: np.ndarray) -> ClipEmbeddings:
         """Embeddings of equal-length normalised log-mels [B, mels, frames]."""
@@ -200,7 +271,7 @@ class EmbeddingExtractor:
         `layer_frames` are None unless `frames`. Raises ValueError for a clip shorter than one
         STFT frame (400 samples); an exception from `blocks` propagates.
         """
-        chunk, mels = self.backbone.max_frames, self.backbone.num_mels
+        chunk, mels = self.chunk_frames, self.backbone.num_mels
         group = chunk * self.batch_size  # frames of one batch of full chunks
         group_samples = HOP_LENGTH * (group - 1) + N_FFT
         total = _TimeMean(self.layers, frames, self._official_order)
@@ -228,7 +299,7 @@ class EmbeddingExtractor:
             raise ValueError(f"a clip of {rest.shape[0]} samples is shorter than one frame")
         if left:
             logmel = self._frontend(rest)  # [mels, left]
-            # `done` is a multiple of `max_frames`, so the rest pads and chunks as a clip would.
+            # `done` is a multiple of the chunk, so the rest pads and chunks as a clip would.
             lengths = self.chunk_lengths(left)
             full = sum(1 for n in lengths if n == chunk)
             logmel = _pad_frames(logmel[None], sum(lengths))[0]
@@ -304,7 +375,7 @@ def exact_logmels(
     for i, wave in enumerate(waveforms):
         if len(wave) < N_FFT:
             raise ValueError(f"clip {i} has {len(wave)} samples, fewer than one frame")
-        by_samples.setdefault(math.ceil(len(wave) / bucket) * bucket, []).append(i)
+        by_samples.setdefault(padded_frames(len(wave), bucket), []).append(i)
     for length, indices in by_samples.items():
         for start in range(0, len(indices), batch_size):
             rows = indices[start : start + batch_size]
@@ -320,12 +391,11 @@ def bucketed_embeddings(
     """Clip embeddings [N, F*D] equal to `extractor.embed_clips`, with few distinct shapes.
 
     `embed_clips` batches clips of identical length only (FSDD's lengths nearly all differ).
-    Here the log-mels come from `exact_logmels`, each is padded with zeros to a multiple of the
-    patch size as the precise mode does, and clips of equal padded length are encoded together.
+    Here the log-mels come from `exact_logmels`, each is padded with zeros as the extractor's
+    mode pads, and clips of equal padded length are encoded together.
     """
-    patch = extractor.backbone.patch_size
     logmels = [
-        np.pad(m, ((0, 0), (0, -m.shape[1] % patch)))
+        _pad_frames(m[None], extractor.padded_frames(m.shape[1]))[0]
         for m in exact_logmels(extractor.logmel, waveforms, batch_size)
     ]
     dim = extractor.backbone.num_freq_patches * extractor.backbone.embed_dim

@@ -10,11 +10,10 @@ of any length inside the TensorFlow graph, as `EmbeddingExtractor` does in Pytho
 
 In the graph: checks of the input (rank 2, at least 400 samples, finite: a failed one stops the
 call with its message, "waveform must be [batch, samples]", "waveform contains NaN or infinite
-values"), log-mel, zero padding (after normalisation) to a multiple of the patch size
-("precise") or of the chunk length ("fast"), then chunks of `max_frames` frames: all but the
-last are full and are encoded one after the other with `tf.map_fn` (bounded memory for long
-clips), the last one (shorter in "precise") on its own; their per-time-step features are
-concatenated and averaged over time, padded steps included.
+values"), log-mel, then the embedder's chunking in graph form
+(`EmbeddingExtractor.graph_embeddings`: zero padding for the mode, chunks of `max_frames` frames,
+all but the last encoded one after the other with `tf.map_fn`, bounded memory for long clips,
+the mean over all time steps, padded steps included).
 
 The head is a probe (a Keras model on clip embeddings [B, F*D]) or a fine-tuned
 `MatpacAudioClassifier`, whose own backbone then computes the embedding that its Dense head scores;
@@ -35,8 +34,8 @@ import tensorflow as tf
 
 from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.embedding import MODES, TokenFeatures
-from matpac_keras.frontend import N_FFT, LogMelSpectrogram
+from matpac_keras.embedding import MODES, EmbeddingExtractor
+from matpac_keras.frontend import N_FFT
 from matpac_keras.head_labels import HeadLabels
 
 TOP_K = 5
@@ -85,42 +84,11 @@ def check_waveform(waveform):
     return tf.debugging.assert_all_finite(waveform, "waveform contains NaN or infinite values")
 
 
-def clip_embeddings(waveform, frontend, features: TokenFeatures, mode: str, chunk=None):
-    """Graph-mode clip embeddings of waveforms [B, N] per layer, [B, L, F*D] (L = 1 unless
-    `features.all_layers`), as `EmbeddingExtractor` computes them for `mode`, with chunks of
-    `chunk` frames (default: the backbone's `max_frames`)."""
-    backbone = features.backbone
-    chunk, patch = chunk or backbone.max_frames, backbone.patch_size
-    width = backbone.num_freq_patches * backbone.embed_dim
-    n_layers = backbone.depth if features.all_layers else 1
-    waveform = check_waveform(waveform)
-    logmel = frontend(waveform)  # [B, mels, T]
-    batch, frames = tf.shape(logmel)[0], tf.shape(logmel)[2]
-    multiple = chunk if mode == "fast" else patch
-    padded = (frames + multiple - 1) // multiple * multiple
-    logmel = tf.pad(logmel, [[0, 0], [0, 0], [0, padded - frames]])
-    n_full = (padded - 1) // chunk  # every chunk but the last, which holds 1 to `chunk` frames
-    split = n_full * chunk
-
-    def encode(spectrogram):  # [B, mels, t * patch] -> [B, L, t, F*D], float32
-        return tf.cast(features(spectrogram), "float32")
-
-    def full_chunks():
-        chunks = tf.reshape(logmel[:, :, :split], [batch, backbone.num_mels, n_full, chunk])
-        encoded = tf.map_fn(
-            encode,
-            tf.transpose(chunks, [2, 0, 1, 3]),
-            fn_output_signature=tf.TensorSpec([None, n_layers, chunk // patch, width]),
-        )  # [n_full, B, L, t, F*D]
-        encoded = tf.transpose(encoded, [1, 2, 0, 3, 4])
-        return tf.reshape(encoded, [batch, n_layers, n_full * (chunk // patch), width])
-
-    def no_full_chunks():
-        return tf.zeros([batch, n_layers, 0, width])
-
-    leading = tf.cond(n_full > 0, full_chunks, no_full_chunks)
-    steps = tf.concat([leading, encode(logmel[:, :, split:])], axis=2)
-    return tf.reduce_mean(steps, axis=2)
+def clip_embeddings(waveform, extractor: EmbeddingExtractor):
+    """Graph-mode clip embeddings of waveforms [B, N] per layer, [B, L, F*D] (L = 1 unless the
+    extractor's `layers`): the waveform checked, its log-mel, then the embedder's own chunking
+    (`EmbeddingExtractor.graph_embeddings`)."""
+    return extractor.graph_embeddings(extractor.frontend(check_waveform(waveform)))
 
 
 def export_saved_model(
@@ -144,15 +112,14 @@ def export_saved_model(
         check_head(head, head_labels, backbone, crop_frames)
     elif crop_frames is not None:
         raise ValueError("crop_frames needs a MatpacAudioClassifier head")
-    frontend = LogMelSpectrogram()
     spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
     # No `archive.track(...)`: the archive tracks the variables its endpoints use, and tracking
     # the models would trace their default signature, which needs a static input rank.
     archive = keras.export.ExportArchive()
-    features = TokenFeatures(backbone, all_layers=layers)
+    extractor = EmbeddingExtractor(backbone, mode=mode, layers=layers)
 
     def embed(waveform):
-        pooled = clip_embeddings(waveform, frontend, features, mode)
+        pooled = clip_embeddings(waveform, extractor)
         outputs = {"embedding": pooled[:, -1]}
         if layers:
             outputs["layers"] = pooled
@@ -162,27 +129,27 @@ def export_saved_model(
     if head is not None:
         archive.add_endpoint(
             "classify",
-            _classify_fn(head, head_labels, features, frontend, mode, crop_frames),
+            _classify_fn(head, head_labels, backbone, mode, crop_frames),
             input_signature=[spec],
         )
     archive.write_out(os.fspath(output_dir), verbose=False)
     return ["serving_default"] + (["classify"] if head is not None else [])
 
 
-def _classify_fn(head, head_labels, features, frontend, mode, crop_frames):
+def _classify_fn(head, head_labels, backbone, mode, crop_frames):
     if isinstance(head, MatpacAudioClassifier):
-        classifier = head
-        features = TokenFeatures(classifier.backbone)
+        classifier, backbone = head, head.backbone
 
         def head(embedding):
             return classifier.classify(embedding, training=False)
 
         mode = "fast" if crop_frames else mode
+    extractor = EmbeddingExtractor(backbone, mode=mode, chunk_frames=crop_frames)
     names = tf.constant(head_labels.labels)
     top_k = min(TOP_K, len(head_labels.labels))
 
     def classify(waveform):
-        embedding = clip_embeddings(waveform, frontend, features, mode, crop_frames)[:, -1]
+        embedding = clip_embeddings(waveform, extractor)[:, -1]
         probabilities = _probabilities(head(embedding), head_labels.activation)
         top = tf.math.top_k(probabilities, k=top_k)
         return {

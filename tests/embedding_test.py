@@ -75,3 +75,22 @@ def test_bad_arguments(backbone):
         extractor.embed_waveforms(np.zeros((1, 100), "float32"))
     with pytest.raises(ValueError, match="batch, samples"):
         extractor.embed_waveforms(np.zeros(16000, "float32"))
+    for bad in (0, 24, backbone.max_frames + 16):
+        with pytest.raises(ValueError, match=f"chunk_frames must be a multiple of 16 .*got {bad}"):
+            EmbeddingExtractor(backbone, chunk_frames=bad)
+
+
+def test_shorter_chunks_are_the_mean_of_their_crops(backbone, fixture_arrays):
+    """`chunk_frames` (fine-tuning's crops): the fast scheme with chunks of that length is the
+    mean of the crops' own embeddings, each computed as one full-length clip."""
+    waveform = fixture_arrays("embed")["waveform"][:1]
+    extractor = EmbeddingExtractor(backbone, mode="fast", chunk_frames=32)
+    logmel = extractor.logmel(waveform)
+    frames = logmel.shape[2]
+    assert extractor.chunk_lengths(frames) == [32] * (-(-frames // 32))
+    padded = np.pad(logmel, ((0, 0), (0, 0), (0, -frames % 32)))
+    crops = [padded[:, :, i : i + 32] for i in range(0, padded.shape[2], 32)]
+    whole = EmbeddingExtractor(backbone, mode="precise")
+    expected = np.mean([whole.embed_logmel(crop).embedding for crop in crops], axis=0)
+    got = extractor.embed_logmel(logmel).embedding
+    assert relative_error(got, expected) < 1e-5
