@@ -22,17 +22,6 @@ BACKBONE_VARIANTS = {
 }
 
 
-class ShapeFreeModel(keras.Model):
-    """A Model whose weights do not depend on the input shape: `build(None)` creates them all,
-    and a `.keras` file rebuilds it that way before loading the weights."""
-
-    def get_build_config(self):
-        return {"input_shape": None}
-
-    def build_from_config(self, config):
-        self.build(None)
-
-
 @keras.saving.register_keras_serializable(package="matpac_keras")
 class MatpacBackbone(keras_hub.models.Backbone):
     """Normalised log-mel [batch, num_mels, frames] -> tokens [batch, 1 + patches, embed_dim].

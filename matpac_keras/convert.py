@@ -357,7 +357,9 @@ def model_from_state_dict(
     backbone = MatpacBackbone(**backbone_config(state, num_heads, num_mels))
     if is_training_checkpoint(state):
         model = MatpacPretrainer(
-            backbone, **pretrainer_config(state, predictor_num_heads), **pretrainer_kwargs
+            backbone,
+            **pretrainer_config(state, predictor_num_heads),
+            **{"compile": False, **pretrainer_kwargs},
         )
     else:
         model = backbone

@@ -1,9 +1,11 @@
-"""The MATPAC pretrainer: student, predictor, heads, EMA teachers and centre (SPEC section 4)."""
+"""The MATPAC pretrainer, a keras-hub Task over the backbone: student, predictor, heads, EMA
+teachers and centre (SPEC section 4)."""
 
 import keras
+import keras_hub
 from keras import ops
 
-from matpac_keras.backbone import MatpacBackbone, ShapeFreeModel
+from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.heads import ClassificationHead
 from matpac_keras.layers import TransformerStack
 from matpac_keras.losses import (
@@ -14,9 +16,9 @@ from matpac_keras.losses import (
     teacher_probabilities,
 )
 from matpac_keras.masking import gather_tokens, num_visible
-from matpac_keras.optimizers import global_norm
+from matpac_keras.optimizers import AdamW, global_norm
 from matpac_keras.predictor import MatpacPredictor
-from matpac_keras.schedules import exponential_decay, linear_ramp
+from matpac_keras.schedules import WarmupCosineDecay, exponential_decay, linear_ramp
 from matpac_keras.train_steps.common import collapse_monitors, teacher_ema_updates
 from matpac_keras.train_steps.dispatch import backend_train_step
 
@@ -38,7 +40,7 @@ AVERAGED_LOGS = (
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
-class MatpacPretrainer(ShapeFreeModel):
+class MatpacPretrainer(keras_hub.models.Task):
     """Owns the student backbone, predictor, student head, teacher trunk, teacher head and centre.
 
     `fit` takes batches of normalised log-mel [B, num_mels, frames] (x only), or dicts
@@ -82,7 +84,18 @@ class MatpacPretrainer(ShapeFreeModel):
             step 0) or "after_update" (DINO, M2D: EMA with the updated student, every step).
         seed: int or None. Seed of the masks (with the step counter). Defaults to None
             (random; pass one for runs that resume from a checkpoint with the same masks).
+        preprocessor: None (the inputs are normalised log-mels; compute them in the input
+            pipeline, e.g. with `MatpacAudioConverter`). A keras-hub Task argument.
+        compile: bool. Compile with `compile()`'s defaults (the paper's AdamW and schedule)
+            now, as keras-hub tasks do. Defaults to True.
+        dtype: the dtype policy; defaults to the backbone's, and must equal it.
+
+    `MatpacPretrainer.from_preset(backbone_preset, **arguments)` starts one on a converted or
+    trained backbone; `save_to_preset(dir)` writes the backbone preset plus the pretrainer's
+    config and its own weights (`task.json`, `task.weights.h5`), which `from_preset(dir)` loads.
     """
+
+    backbone_cls = MatpacBackbone
 
     def __init__(
         self,
@@ -106,9 +119,10 @@ class MatpacPretrainer(ShapeFreeModel):
         total_steps: int = 294816,
         ema_order: str = "before_update",
         seed: int | None = None,
+        preprocessor=None,
+        compile: bool = True,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         _check_choice("center_on", center_on, CENTER_ON)
         _check_choice("ema_order", ema_order, EMA_ORDERS)
         if not 0.0 <= center_momentum <= 1.0:
@@ -123,13 +137,44 @@ class MatpacPretrainer(ShapeFreeModel):
         ):
             if len(value) != size:
                 raise ValueError(f"{name} takes {size} numbers; got {value!r}")
-        if backbone.dtype_policy.name != self.dtype_policy.name:
+        if preprocessor is not None:
+            raise ValueError(
+                "MatpacPretrainer takes normalised log-mel batches: preprocessor must be None "
+                "(compute them in the input pipeline, e.g. with MatpacAudioConverter)"
+            )
+        dtype = keras.dtype_policies.get(kwargs.pop("dtype", None) or backbone.dtype_policy)
+        if backbone.dtype_policy.name != dtype.name:
             raise ValueError(
                 f"the backbone's dtype policy {backbone.dtype_policy.name!r} differs from the "
-                f"pretrainer's {self.dtype_policy.name!r}: pass the same `dtype` to both"
+                f"pretrainer's {dtype.name!r}: pass the same `dtype` to both"
             )
+        # === Config ===
+        # (set before keras-hub's Task.__init__: under PyTorch only what is set after it is
+        # tracked, which must be the layers and the state, not plain values)
+        self.predictor_dim = predictor_dim
+        self.predictor_depth = predictor_depth
+        self.predictor_heads = predictor_heads
+        self.num_prediction_heads = num_prediction_heads
+        self.head_hidden_dim = head_hidden_dim
+        self.head_bottleneck_dim = head_bottleneck_dim
+        self.num_classes = num_classes
+        self.mask_ratio = mask_ratio
+        self.alpha = alpha
+        self.student_temperature = student_temperature
+        self.teacher_temperature = tuple(teacher_temperature)
+        self.mcl_temperature = tuple(mcl_temperature)
+        self.center_momentum = center_momentum
+        self.center_on = center_on
+        self.encoder_ema = tuple(encoder_ema)
+        self.head_ema = tuple(head_ema)
+        self.total_steps = int(total_steps)
+        self.ema_order = ema_order
+        self.seed = seed
+        # Task.__init__ would compile before the layers exist: compiling comes last.
+        super().__init__(dtype=dtype, compile=False, **kwargs)
         # === Layers ===
         self.backbone = backbone
+        self.preprocessor = None
         self.predictor = MatpacPredictor(
             backbone.embed_dim,
             predictor_dim,
@@ -157,28 +202,12 @@ class MatpacPretrainer(ShapeFreeModel):
         # === State ===
         self.seed_generator = keras.random.SeedGenerator(seed, name="mask_seed_generator")
         self._trackers = [keras.metrics.Mean(name=name) for name in AVERAGED_LOGS]
-        # === Config ===
-        self.predictor_dim = predictor_dim
-        self.predictor_depth = predictor_depth
-        self.predictor_heads = predictor_heads
-        self.num_prediction_heads = num_prediction_heads
-        self.head_hidden_dim = head_hidden_dim
-        self.head_bottleneck_dim = head_bottleneck_dim
-        self.num_classes = num_classes
-        self.mask_ratio = mask_ratio
-        self.alpha = alpha
-        self.student_temperature = student_temperature
-        self.teacher_temperature = tuple(teacher_temperature)
-        self.mcl_temperature = tuple(mcl_temperature)
-        self.center_momentum = center_momentum
-        self.center_on = center_on
-        self.encoder_ema = tuple(encoder_ema)
-        self.head_ema = tuple(head_ema)
-        self.total_steps = int(total_steps)
-        self.ema_order = ema_order
-        self.seed = seed
+        if compile:
+            self.compile()
 
     def build(self, input_shape=None):
+        if self.built:  # the weights do not depend on the input shape: built once (compile)
+            return
         dim = self.backbone.embed_dim
         if not self.backbone.built:
             self.backbone.build(None)
@@ -400,12 +429,21 @@ class MatpacPretrainer(ShapeFreeModel):
     def metrics(self):
         return list(self._trackers)
 
-    def compile(self, *args, **kwargs):
+    def compile(self, optimizer="auto", **kwargs):
         """`keras.Model.compile` (no loss needed); also builds the model and the optimizer, so
-        that the step can read the loss scale and the learning rate from its first trace."""
+        that the step can read the loss scale and the learning rate from its first trace.
+
+        `optimizer="auto"` (what the constructor compiles with, as keras-hub tasks do): the
+        paper's AdamW (`optimizers.AdamW`: lr 3e-4, betas (0.9, 0.95), epsilon 1e-6, weight
+        decay 0.05, global-norm clipping at 3) with a linear warm-up over the first 1/15 of
+        `total_steps` (the paper's 20 of 300 epochs) and a cosine decay to 0 at `total_steps`.
+        """
         if not self.built:
             self.build(None)
-        super().compile(*args, **kwargs)
+        if optimizer == "auto":
+            schedule = WarmupCosineDecay(3e-4, self.total_steps // 15, self.total_steps)
+            optimizer = AdamW(learning_rate=schedule)
+        super().compile(optimizer=optimizer, **kwargs)
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
 
@@ -413,10 +451,30 @@ class MatpacPretrainer(ShapeFreeModel):
         """Re-compiles a loaded model (Keras skips models with their own `compile`)."""
         self.compile(**keras.saving.deserialize_keras_object(config))
 
+    # The inputs are log-mel batches (or dicts of them): `fit` is keras.Model's, which takes any
+    # Keras input (arrays, tf.data, keras.utils.PyDataset, generators) on every backend;
+    # keras-hub's version maps a preprocessor over a tf.data pipeline it builds itself.
+    def fit(self, *args, **kwargs):
+        return keras.Model.fit(self, *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        return keras.Model.evaluate(self, *args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        return keras.Model.predict(self, *args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        return keras.Model.train_on_batch(self, *args, **kwargs)
+
+    def get_build_config(self):
+        return {"input_shape": None}
+
+    def build_from_config(self, config):
+        self.build(None)
+
     def get_config(self):
         return {
             **super().get_config(),
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
             "predictor_dim": self.predictor_dim,
             "predictor_depth": self.predictor_depth,
             "predictor_heads": self.predictor_heads,
@@ -440,9 +498,7 @@ class MatpacPretrainer(ShapeFreeModel):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        return super().from_config(dict(config))
 
 
 def _check_choice(name: str, value: str, choices: tuple) -> None:

@@ -13,6 +13,7 @@ from matpac_keras.evaluation.finetune_data import CropBatches, targets_of
 from matpac_keras.evaluation.layerwise import lr_multipliers
 from matpac_keras.frontend import LogMelSpectrogram
 from matpac_keras.optimizers import AdamW
+from tests.test_case import run_task_test
 
 
 def _classifier(**kwargs):
@@ -198,3 +199,9 @@ def test_preset_round_trip_and_start_from_a_backbone_preset(tmp_path):
     np.testing.assert_allclose(
         fresh.predict(waves, verbose=0), keras.ops.convert_to_numpy(fresh(logmel)), atol=1e-5
     )
+
+
+def test_task_contract_on_log_mel():
+    model = _classifier()
+    logmel = np.random.default_rng(2).normal(size=(4, 80, 64)).astype("float32")
+    run_task_test(model, (logmel, np.array([0, 1, 2, 1])), logmel[:3], (3, 3))

@@ -8,6 +8,7 @@ from matpac_keras.backbone import BACKBONE_VARIANTS, MatpacBackbone
 from matpac_keras.convert import model_from_state_dict
 from tests import numpy_reference as ref
 from tests.conftest import FIXTURE_HEADS, relative_error
+from tests.test_case import run_backbone_test, run_export_test, run_precision_test
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +91,42 @@ def test_save_and_load_keeps_outputs(backbone, tmp_path, fixture_arrays):
     )
 
 
-def test_mixed_precision_backbone_is_finite():
-    model = MatpacBackbone(
-        embed_dim=32, depth=1, num_heads=2, max_frames=64, dtype="mixed_bfloat16"
+TINY = dict(embed_dim=32, depth=1, num_heads=2, max_frames=64)
+
+
+def _logmel(frames, batch=2, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, 80, frames)).astype("float32")
+
+
+def test_backbone_contract(tmp_path):
+    keras.utils.set_random_seed(0)
+    run_backbone_test(
+        MatpacBackbone,
+        TINY,
+        _logmel(64),
+        expected_output_shape=(2, 1 + 5 * 4, 32),
+        variable_length_inputs=[_logmel(16, 1), _logmel(48, 3)],
+        tmp_path=tmp_path,
     )
-    out = model(np.random.default_rng(0).normal(size=(2, 80, 64)).astype("float32"))
-    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
-    assert np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))).all()
+
+
+def test_stored_positions_backbone_contract(tmp_path):
+    keras.utils.set_random_seed(0)
+    run_backbone_test(
+        MatpacBackbone,
+        {**TINY, "stored_positions": True},
+        _logmel(64),
+        expected_output_shape=(2, 1 + 5 * 4, 32),
+        variable_length_inputs=[_logmel(32, 1)],
+        tmp_path=tmp_path,
+    )
+
+
+def test_backbone_mixed_precision():
+    keras.utils.set_random_seed(0)
+    run_precision_test(MatpacBackbone, TINY, _logmel(64))
+
+
+def test_backbone_export(tmp_path):
+    keras.utils.set_random_seed(0)
+    run_export_test(MatpacBackbone(**TINY), _logmel(48), tmp_path)

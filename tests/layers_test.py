@@ -13,6 +13,7 @@ from matpac_keras.layers import (
     sincos_2d,
 )
 from tests import numpy_reference as ref
+from tests.test_case import run_layer_test, run_precision_test
 
 
 def _torch_block_state(dim, hidden, rng, prefix=""):
@@ -133,24 +134,30 @@ def test_l2_normalize_matches_torch_semantics():
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]], atol=1e-7)
 
 
-@pytest.mark.parametrize(
-    "layer, shape",
-    [
-        (PatchEmbedding(32, 16), (2, 80, 48)),
-        (TransformerBlock(4, 2.0), (2, 5, 32)),
-        (TransformerStack(2, 4), (2, 5, 32)),
-        (ClassificationHead(64, 16, 10), (2, 5, 32)),
-        (WeightNormDense(8), (2, 32)),
-    ],
-)
-def test_config_round_trip_and_mixed_precision(layer, shape):
-    clone = layer.__class__.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    mixed = layer.__class__.from_config({**layer.get_config(), "dtype": "mixed_bfloat16"})
-    out = mixed(np.random.default_rng(0).normal(size=shape).astype("float32"))
-    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
-    assert all(w.dtype == "float32" for w in mixed.weights)
-    assert np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))).all()
+LAYER_CASES = [
+    (PatchEmbedding, dict(embed_dim=32, patch_size=16), (2, 80, 48), (2, 5, 3, 32)),
+    (TransformerBlock, dict(num_heads=4, mlp_ratio=2.0), (2, 5, 32), (2, 5, 32)),
+    (TransformerStack, dict(depth=2, num_heads=4), (2, 5, 32), (2, 5, 32)),
+    (
+        ClassificationHead,
+        dict(hidden_dim=64, bottleneck_dim=16, num_classes=10),
+        (2, 5, 32),
+        (2, 5, 10),
+    ),
+    (WeightNormDense, dict(units=8), (2, 32), (2, 8)),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, shape, output_shape", LAYER_CASES)
+def test_layer_contract(cls, kwargs, shape, output_shape):
+    data = np.random.default_rng(0).normal(size=shape).astype("float32")
+    run_layer_test(cls, kwargs, data, output_shape)
+
+
+@pytest.mark.parametrize("cls, kwargs, shape, output_shape", LAYER_CASES)
+def test_mixed_precision(cls, kwargs, shape, output_shape):
+    keras.utils.set_random_seed(0)
+    run_precision_test(cls, kwargs, np.random.default_rng(0).normal(size=shape).astype("float32"))
 
 
 def test_each_layer_gets_its_own_random_initial_weights():

@@ -195,6 +195,7 @@ def build_pretrainer(config: ConfigDict, budget: StepBudget) -> MatpacPretrainer
         ema_order=m.ema_order,
         seed=config.seed,
         dtype=m.dtype,
+        compile=False,  # the run compiles it with its own optimizer
     )
     pretrainer.build(None)
     return pretrainer
