@@ -1,4 +1,8 @@
-"""An independent float64 NumPy reference of the ViT pieces (SPEC section 3), from torch layouts."""
+"""An independent float64 NumPy reference of MATPAC's pieces (SPEC sections 2-4).
+
+The ViT pieces take weights in PyTorch layout (`linear`, `block`); `dense` takes a Keras kernel
+[in, out]. Everything computes in float64.
+"""
 
 import math
 
@@ -48,3 +52,40 @@ def patch_embed(spectrogram, weight, bias):
             patch = spectrogram[:, f * p : (f + 1) * p, t * p : (t + 1) * p]
             out[:, f, t] = np.einsum("bij,dij->bd", patch, weight[:, 0]) + bias
     return out.reshape(batch, nf * nt, -1)
+
+
+def dense(x, kernel, bias=None):
+    """Keras layout: `x @ kernel [in, out] + bias`."""
+    out = np.asarray(x, np.float64) @ np.asarray(kernel, np.float64)
+    return out if bias is None else out + np.asarray(bias, np.float64)
+
+
+def softmax(x, axis=-1):
+    x = np.asarray(x, np.float64)
+    e = np.exp(x - x.max(axis, keepdims=True))
+    return e / e.sum(axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    x = np.asarray(x, np.float64)
+    shifted = x - x.max(axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis, keepdims=True))
+
+
+def l2_normalize(x, eps=1e-12):
+    """torch's F.normalize: `x / max(||x||, eps)` over the last axis."""
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def sincos_2d(dim, height, width):
+    """SPEC section 2's positions [height * width, dim], frequency-major: the first half of the
+    channels encodes the time (width) coordinate, the second half the frequency (height)."""
+    omega = 1.0 / 10000 ** (np.arange(dim // 4) / (dim / 4))
+    table = np.zeros((height, width, dim))
+    for f in range(height):
+        for t in range(width):
+            table[f, t] = np.concatenate(
+                [np.sin(t * omega), np.cos(t * omega), np.sin(f * omega), np.cos(f * omega)]
+            )
+    return table.reshape(height * width, dim)
