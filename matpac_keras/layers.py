@@ -18,10 +18,13 @@ def gelu(x):
 
 
 def l2_normalize(x, axis: int = -1):
-    """`x / max(||x||, eps)` (torch's F.normalize); eps 1e-12, or 1e-6 in float16."""
-    eps = 1e-6 if x.dtype == "float16" else 1e-12
-    norm = ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True))
-    return x / ops.maximum(norm, eps)
+    """`x / max(||x||, 1e-12)` (torch's F.normalize), in `x`'s dtype. Half-precision inputs are
+    normalised in float32: their squares overflow float16 above a norm of about 256, and 1e-12
+    is 0 in float16."""
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    wide = ops.cast(x, "float32") if dtype in ("float16", "bfloat16") else x
+    norm = ops.sqrt(ops.sum(ops.square(wide), axis=axis, keepdims=True))
+    return ops.cast(wide / ops.maximum(norm, 1e-12), dtype)
 
 
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:

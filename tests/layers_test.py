@@ -128,6 +128,17 @@ def test_weight_norm_dense():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_l2_normalize_in_half_precision_neither_overflows_nor_divides_by_zero(dtype):
+    x = keras.ops.cast(np.array([[300.0, 0.0], [200.0, 200.0], [0.0, 0.0]], "float32"), dtype)
+    out = l2_normalize(x)
+    assert keras.backend.standardize_dtype(out.dtype) == dtype
+    expected = [[1.0, 0.0], [0.5**0.5, 0.5**0.5], [0.0, 0.0]]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), expected, atol=4e-3
+    )
+
+
 def test_l2_normalize_matches_torch_semantics():
     x = np.array([[3.0, 4.0], [0.0, 0.0]], "float32")
     out = keras.ops.convert_to_numpy(l2_normalize(keras.ops.convert_to_tensor(x)))
