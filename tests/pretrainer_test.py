@@ -10,7 +10,7 @@ from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.optimizers import AdamW
 from matpac_keras.pretrainer import MatpacPretrainer
 from matpac_keras.schedules import WarmupCosineDecay
-from tests.pretrainer_tiny import numpy_values, tiny_batch, tiny_pretrainer
+from tests.pretrainer_tiny import TINY_HEADS, numpy_values, tiny_batch, tiny_pretrainer
 from tests.test_case import run_task_test
 
 
@@ -29,6 +29,9 @@ def test_preset_round_trip_keeps_every_weight(tmp_path):
     model = tiny_pretrainer(seed=3)
     model.fit(tiny_batch(), batch_size=4, epochs=1, verbose=0)  # teachers, centre, step move
     model.save_to_preset(tmp_path / "preset")
+    assert {"task.json", "task.weights.h5", "config.json"} <= {
+        p.name for p in (tmp_path / "preset").iterdir()
+    }
     loaded = MatpacPretrainer.from_preset(str(tmp_path / "preset"))
     assert type(loaded) is MatpacPretrainer
     assert loaded.get_config() == model.get_config()
@@ -43,15 +46,7 @@ def test_starts_from_a_backbone_preset(tmp_path):
     keras.utils.set_random_seed(0)
     backbone = MatpacBackbone(embed_dim=32, depth=1, num_heads=2, max_frames=64)
     backbone.save_to_preset(tmp_path / "backbone")
-    model = MatpacPretrainer.from_preset(
-        str(tmp_path / "backbone"),
-        predictor_dim=32,
-        predictor_depth=1,
-        predictor_heads=2,
-        head_hidden_dim=32,
-        head_bottleneck_dim=16,
-        num_classes=32,
-    )
+    model = MatpacPretrainer.from_preset(str(tmp_path / "backbone"), **TINY_HEADS)
     assert type(model) is MatpacPretrainer
     for ours, theirs in zip(model.backbone.weights, backbone.weights, strict=True):
         np.testing.assert_array_equal(

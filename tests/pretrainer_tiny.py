@@ -19,6 +19,17 @@ FAST_SCHEDULES = dict(
 )
 
 
+# The tiny predictor and heads (besides the backbone) of every tiny pretrainer.
+TINY_HEADS = dict(
+    predictor_dim=32,
+    predictor_depth=1,
+    predictor_heads=2,
+    head_hidden_dim=32,
+    head_bottleneck_dim=16,
+    num_classes=32,
+)
+
+
 def tiny_pretrainer(seed: int = 0, dtype=None, **kwargs) -> MatpacPretrainer:
     """A built tiny pretrainer whose initial weights depend only on `seed`."""
     keras.utils.set_random_seed(seed)
@@ -26,12 +37,7 @@ def tiny_pretrainer(seed: int = 0, dtype=None, **kwargs) -> MatpacPretrainer:
         embed_dim=32, depth=1, num_heads=2, max_frames=TINY_FRAMES, dtype=dtype
     )
     options = dict(
-        predictor_dim=32,
-        predictor_depth=1,
-        predictor_heads=2,
-        head_hidden_dim=32,
-        head_bottleneck_dim=16,
-        num_classes=32,
+        **TINY_HEADS,
         seed=seed,
         dtype=dtype,
         **FAST_SCHEDULES,
