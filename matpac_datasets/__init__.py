@@ -17,6 +17,7 @@ NAMES = (
     "openmic",
     "magnatagatune",
     "fsd50k",
+    "mtg_jamendo",
     "spoken_digit",
     "audioset",
     "audio_folder",

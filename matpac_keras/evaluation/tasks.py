@@ -13,9 +13,13 @@ One row per task (SPEC section 7; matpac_datasets/README.md). The TFDS builders 
   FSD50K's training and validation clips at random).
 - MagnaTagATune: the filtered standard split by default, `magnatagatune_unfiltered` for the
   directory rule without filtering.
+- MTG-Jamendo (`mtg_genre`, `mtg_instrument`, `mtg_mood`, `mtg_top50`): split-0 of each tag set,
+  whole tracks (matpac_datasets/mtg_jamendo/README.md), labels in the authors' head order.
+- `TASK_GROUPS`: names that stand for several tasks in `matpac-evaluate --task` (`expand`).
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 METRICS = ("accuracy", "map")
 
@@ -88,6 +92,10 @@ TASKS = {
             builder_config="unfiltered",
         ),
         Task("fsd50k", "fsd50k", "labels", "map", evar_seconds=7.6358),
+        Task("mtg_genre", "mtg_jamendo", "labels", "map", builder_config="genre"),
+        Task("mtg_instrument", "mtg_jamendo", "labels", "map", builder_config="instrument"),
+        Task("mtg_mood", "mtg_jamendo", "labels", "map", builder_config="moodtheme"),
+        Task("mtg_top50", "mtg_jamendo", "labels", "map", builder_config="top50tags"),
         Task("spoken_digit", "spoken_digit", "label", "accuracy", valid=None),
     )
 }
@@ -100,3 +108,23 @@ def get_task(name: str) -> Task:
             return task
     known = ", ".join(TASKS)
     raise ValueError(f"unknown task {name!r}; known: {known} (or their matpac_* TFDS names)")
+
+
+# The papers' task lists (SPEC section 7): MATPAC's 7 tasks, and MATPAC++'s 11 (the same 7 plus
+# the 4 MTG-Jamendo tag sets).
+_MATPAC = ("openmic", "nsynth", "gtzan", "magnatagatune", "fsd50k", "esc50", "urbansound8k")
+TASK_GROUPS = {
+    "matpac": _MATPAC,
+    "matpac_plusplus": _MATPAC + ("mtg_genre", "mtg_instrument", "mtg_mood", "mtg_top50"),
+}
+
+
+def expand(names: Sequence[str]) -> tuple[str, ...]:
+    """`names` with each `TASK_GROUPS` name replaced by its tasks, in order; a task named twice
+    (alone or through groups) is kept once, at its first place. Task names are not checked."""
+    expanded = []
+    for name in names:
+        for task in TASK_GROUPS.get(name, (name,)):
+            if task not in expanded:
+                expanded.append(task)
+    return tuple(expanded)

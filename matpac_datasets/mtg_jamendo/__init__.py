@@ -1,0 +1,1 @@
+"""TFDS builder package: see mtg_jamendo_dataset_builder.py and README.md."""

@@ -1,0 +1,38 @@
+"""Task rows and task groups: the MTG-Jamendo tasks and `--task=matpac_plusplus`."""
+
+import pytest
+
+from matpac_keras import class_mappings
+from matpac_keras.evaluation import tasks
+
+pytestmark = pytest.mark.single_backend
+
+MATPAC = ["openmic", "nsynth", "gtzan", "magnatagatune", "fsd50k", "esc50", "urbansound8k"]
+MTG = {  # task: the builder's config
+    "mtg_genre": "genre",
+    "mtg_instrument": "instrument",
+    "mtg_mood": "moodtheme",
+    "mtg_top50": "top50tags",
+}
+
+
+def test_groups_expand_to_the_papers_tasks_in_order():
+    assert tasks.expand(["matpac"]) == tuple(MATPAC)
+    assert tasks.expand(["matpac_plusplus"]) == tuple(MATPAC + list(MTG))
+    for group in tasks.TASK_GROUPS.values():
+        assert all(name in tasks.TASKS for name in group)
+    # Plain names pass through; a task named again (alone or in a group) is kept once.
+    assert tasks.expand(["esc50", "matpac", "spoken_digit", "esc50"]) == (
+        "esc50", "openmic", "nsynth", "gtzan", "magnatagatune", "fsd50k", "urbansound8k",
+        "spoken_digit",
+    )  # fmt: skip
+    assert tasks.expand(["matpac_esc50", "not_a_task"]) == ("matpac_esc50", "not_a_task")
+
+
+def test_mtg_jamendo_tasks():
+    for name, config in MTG.items():
+        task = tasks.get_task(name)
+        assert (task.builder, task.builder_config, task.metric) == ("mtg_jamendo", config, "map")
+        assert task.multi_label and task.splits == ("train", "valid", "test")
+        assert tasks.get_task(f"matpac_mtg_jamendo/{config}") is task
+        assert class_mappings.task_head(name).multi_label  # the authors' head of the same name
