@@ -23,12 +23,19 @@ HERE = pathlib.Path(__file__).resolve().parent
 _RNG = np.random.default_rng(1234)
 
 
-def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
-    """A sine (0.3 amplitude, a different one per channel) plus faint noise, [n] or [n, c]."""
+def tone(
+    seconds: float,
+    rate: int,
+    freq: float = 440.0,
+    channels: int = 1,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """A sine (0.3 amplitude, a different one per channel) plus faint noise from `rng` (default:
+    the module's, so a folder's samples depend on the folders written before it), [n] or [n, c]."""
+    rng = _RNG if rng is None else rng
     t = np.arange(round(seconds * rate)) / rate
     chans = [
-        0.3 / (c + 1) * np.sin(2 * np.pi * freq * (c + 1) * t)
-        + 0.003 * _RNG.standard_normal(len(t))
+        0.3 / (c + 1) * np.sin(2 * np.pi * freq * (c + 1) * t) + 0.003 * rng.standard_normal(len(t))
         for c in range(channels)
     ]
     wave = np.stack(chans, axis=1) if channels > 1 else chans[0]
@@ -242,29 +249,55 @@ def spoken_digit():
 
 def audioset():
     root = _fresh("audioset")
-    header = [
-        "# Segments csv created by matpac_datasets/make_dummy_data.py",
-        "# num_ytids=4, num_segs=4, num_unique_labels=3, num_positive_labels=5",
-        "# YTID, start_seconds, end_seconds, positive_labels",
-    ]
-    balanced = [
-        ("--PJHxphWEs", 30.0, "/m/09x0r,/t/dd00088"),  # kept (ogg)
-        ("-0Bb2bxG4eU", 0.0, "/m/04rlf"),  # kept (flac, named Y<id>_<start>)
-        ("-0SdAVK79lg", 30.0, "/m/04rlf,/m/09x0r"),  # 5 s: too short for pre-training
-        ("-0vPFx-wRRI", 10.0, "/m/04rlf"),  # listed, no file: missing
-    ]
-    evaluation = [("-1nilez17Dg", 20.0, "/m/09x0r")]
-    for name, rows in [
-        ("balanced_train_segments.csv", balanced),
-        ("eval_segments.csv", evaluation),
-    ]:
-        lines = [f'{y}, {s:.3f}, {s + 10:.3f}, "{labels}"' for y, s, labels in rows]
-        (root / name).write_text("\n".join(header + lines) + "\n")
+    audioset_segments(root)
     write_audio(root / "audio/balanced/--PJHxphWEs.ogg", tone(7.0, 16000, 220.0), 16000)
     write_audio(root / "audio/balanced/Y-0Bb2bxG4eU_0.000.flac", tone(6.5, 8000, 330.0), 8000)
     write_audio(root / "audio/balanced/-0SdAVK79lg.ogg", tone(5.0, 16000, 440.0), 16000)
     write_audio(root / "audio/eval/-1nilez17Dg.ogg", tone(6.2, 16000, 550.0), 16000)
     write_audio(root / "audio/not_listed/zzzzzzzzzzz.ogg", tone(6.5, 16000, 660.0), 16000)
+    audioset_labelled(root)
+
+
+def audioset_segments(root: pathlib.Path):
+    """The three segment CSVs."""
+    # Labels: Speech /m/09x0r, Music /m/04rlf, Gush /t/dd00088. Over the usable training clips
+    # (balanced + unbalanced) Speech labels 4 clips, Music 2, Gush 1: the class-balanced
+    # weights of tests/evaluation/finetune_audioset_test.py.
+    balanced = [
+        ("--PJHxphWEs", 30.0, "/m/09x0r,/t/dd00088"),  # kept (ogg)
+        ("-0Bb2bxG4eU", 0.0, "/m/04rlf"),  # kept (flac, named Y<id>_<start>)
+        ("-0SdAVK79lg", 30.0, "/m/04rlf,/m/09x0r"),  # 5 s: too short for pre-training
+        ("-0vPFx-wRRI", 10.0, "/m/04rlf"),  # listed, no file: missing
+        ("-0hY1dfB4k8", 0.0, "/m/09x0r"),  # kept
+    ]
+    unbalanced = [("--4gqARaEJE", 0.0, "/m/04rlf,/m/09x0r"), ("--BfvyPmVMo", 20.0, "/m/09x0r")]
+    evaluation = [
+        ("-1nilez17Dg", 20.0, "/m/09x0r"),
+        ("-2PDE7hUArE", 0.0, "/m/04rlf"),
+        ("-2ZuVFXwnP0", 10.0, "/m/04rlf,/m/09x0r"),
+    ]
+    for name, rows in [
+        ("balanced_train_segments.csv", balanced),
+        ("unbalanced_train_segments.csv", unbalanced),
+        ("eval_segments.csv", evaluation),
+    ]:
+        header = [
+            "# Segments csv created by matpac_datasets/make_dummy_data.py",
+            f"# num_ytids={len(rows)}, num_segs={len(rows)}",
+            "# YTID, start_seconds, end_seconds, positive_labels",
+        ]
+        lines = [f'{y}, {s:.3f}, {s + 10:.3f}, "{labels}"' for y, s, labels in rows]
+        (root / name).write_text("\n".join(header + lines) + "\n")
+
+
+def audioset_labelled(root: pathlib.Path):
+    """The clips added for fine-tuning (matpac-finetune's audioset recipe): one more balanced,
+    two unbalanced, two more eval clips, of 6.2 to 7 s."""
+    write_audio(root / "audio/balanced/-0hY1dfB4k8.ogg", tone(6.3, 16000, 247.0), 16000)
+    write_audio(root / "audio/unbalanced/--4gqARaEJE.ogg", tone(6.6, 16000, 294.0), 16000)
+    write_audio(root / "audio/unbalanced/--BfvyPmVMo.ogg", tone(7.0, 16000, 370.0), 16000)
+    write_audio(root / "audio/eval/-2PDE7hUArE.ogg", tone(6.4, 16000, 415.0), 16000)
+    write_audio(root / "audio/eval/-2ZuVFXwnP0.ogg", tone(6.2, 16000, 494.0), 16000)
 
 
 def audio_folder():
@@ -277,10 +310,79 @@ def audio_folder():
     (root / "notes.txt").write_text("not audio: ignored by extension\n")
 
 
+# Rows of shared/splits/mtg_jamendo/autotagging_<config>-<split>.head40.tsv (MTG-Jamendo split-0)
+# as "track artist album duration tag...": TRACK_ID track_%07d, PATH <track % 100>/<track>.mp3.
+_GENRE_VALID = "775 104 126 198.1 genre---easylistening genre---electronic genre---lounge"
+_MTG_ROWS = {
+    "genre": {
+        "train": [
+            "241 5 33 340.1 genre---rock",
+            "242 5 33 248.5 genre---rock",
+            "243 5 33 249.5 genre---rock",  # no audio file: missing
+        ],
+        "validation": [_GENRE_VALID],
+        "test": ["215 14 31 151.4 genre---metal"],
+    },
+    "instrument": {
+        "train": ["382 20 46 211.1 instrument---voice", "383 20 46 113.1 instrument---voice"],
+        "validation": [
+            "8559 1301 1290 247.1 instrument---classicalguitar instrument---doublebass "
+            "instrument---drums instrument---guitar"
+        ],
+        "test": ["4887 696 751 251.7 instrument---piano"],
+    },
+    "moodtheme": {
+        "train": [
+            "948 87 149 212.7 mood/theme---background",
+            "950 87 149 248.0 mood/theme---background",
+        ],
+        "validation": ["3346 517 521 195.0 mood/theme---calm mood/theme---melodic"],
+        "test": ["3524 530 552 266.1 mood/theme---melodic"],
+    },
+    "top50tags": {
+        "train": [
+            "241 5 33 340.1 genre---rock",
+            "382 20 46 211.1 genre---classical instrument---voice",
+        ],
+        "validation": [_GENRE_VALID],
+        "test": ["215 14 31 151.4 genre---metal"],
+    },
+}
+_MTG_LOW_QUALITY = (215, 8559, 3524)  # named as the low-quality download: 15/215.low.mp3
+
+
+def mtg_jamendo():
+    root = _fresh("mtg_jamendo")
+    splits = root / "mtg-jamendo-dataset" / "data" / "splits" / "split-0"
+    splits.mkdir(parents=True)
+    header = ["TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION", "TAGS"]
+    tracks = set()
+    for config, files in _MTG_ROWS.items():
+        for split, rows in files.items():
+            lines = ["\t".join(header)]
+            for row in rows:
+                track, artist, album, duration, *tags = row.split()
+                path = f"{int(track) % 100:02d}/{track}.mp3"
+                ids = [f"track_{int(track):07d}", f"artist_{int(artist):06d}"]
+                lines.append("\t".join([*ids, f"album_{int(album):06d}", path, duration, *tags]))
+                tracks.add(int(track))
+            # genre's files end lines with CRLF, as the shared excerpts do; the clone's use LF.
+            end = "\r\n" if config == "genre" else "\n"
+            (splits / f"autotagging_{config}-{split}.tsv").write_bytes(
+                (end.join(lines) + end).encode()
+            )
+    rng = np.random.default_rng(2019)  # its own: these files do not change when others do
+    for i, track in enumerate(sorted(tracks - {243})):
+        low = track in _MTG_LOW_QUALITY  # low quality: mono; full quality: stereo
+        name = f"{track}.low.mp3" if low else f"{track}.mp3"
+        wave = tone(0.5, 44100, 300.0 + 40 * i, channels=1 if low else 2, rng=rng)
+        write_audio(root / "audio" / f"{track % 100:02d}" / name, wave, 44100, "MPEG_LAYER_III")
+
+
 def main():
     for make in (esc50, urbansound8k, gtzan, nsynth, openmic, magnatagatune, fsd50k):
         make()
-    for make in (spoken_digit, audioset, audio_folder):
+    for make in (spoken_digit, audioset, audio_folder, mtg_jamendo):
         make()
     total = sum(p.stat().st_size for p in HERE.glob("*/dummy_data/**/*") if p.is_file())
     print(f"dummy data: {total / 1e6:.2f} MB")

@@ -32,6 +32,8 @@ def test_audioset_outputs_follow_the_mid_order(shared):
     by_mid = sorted(rows, key=lambda row: row["mid"])
     assert task_labels("audioset") == tuple(row["display_name"] for row in by_mid)
     assert task_labels("audioset")[0] != rows[0]["display_name"]  # not the index order
+    mids = class_mappings.audioset_mids()  # the fine-tuning targets' order (matpac-finetune)
+    assert mids == tuple(row["mid"] for row in by_mid) and list(mids) == sorted(set(mids))
 
 
 @pytest.mark.parametrize(

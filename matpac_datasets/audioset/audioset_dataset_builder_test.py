@@ -11,7 +11,7 @@ pytestmark = pytest.mark.single_backend  # TensorFlow-only: run once, not per Ke
 
 class AudiosetTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = audioset.Builder
-    SPLITS = {"balanced_train": 2, "eval": 1}  # no unbalanced_train_segments.csv in dummy_data
+    SPLITS = {"balanced_train": 3, "unbalanced_train": 2, "eval": 3}
 
     def test_matching_labels_and_counts(self):
         # Strict mode: absent clips are normal for AudioSet and short clips a policy, not errors.
@@ -19,7 +19,7 @@ class AudiosetTest(tfds.testing.DatasetBuilderTestCase):
             self.DATASET_CLASS, self.dummy_data, self.tmp_dir, skip_bad_files=False
         )
         train = builder_testing.examples(builder, "balanced_train", key="ytid")
-        self.assertEqual(set(train), {"--PJHxphWEs", "-0Bb2bxG4eU"})
+        self.assertEqual(set(train), {"--PJHxphWEs", "-0Bb2bxG4eU", "-0hY1dfB4k8"})
         self.assertEqual(
             [m.decode() for m in train["--PJHxphWEs"]["labels"]], ["/m/09x0r", "/t/dd00088"]
         )
@@ -33,7 +33,7 @@ class AudiosetTest(tfds.testing.DatasetBuilderTestCase):
             )
         self.assertEqual(
             builder.info.metadata["skipped"],
-            {"balanced_train": {"too_short": 1, "missing": 1}, "eval": {}},
+            {"balanced_train": {"too_short": 1, "missing": 1}, "unbalanced_train": {}, "eval": {}},
         )
         self.assertEqual(builder.info.metadata["unlisted_files"], 1)
         short = [s for s in builder.skipped if s.reason == "too_short"]

@@ -4,7 +4,7 @@ The authors' heads (SPEC section 9) come with label files, kept here as their in
 ships them:
 
 - `audioset_mapping.csv` (index, mid, display_name): the AudioSet fine-tuned head's output i is
-  the i-th class in the order of `mid`, not the ontology's index order;
+  the i-th class in the order of `mid`, not the ontology's index order (`audioset_mids()`);
 - `esc50_mapping.json` (index -> label), `openmic_mapping.json` and `mtg_*_mapping.json`
   (label -> index), `fsd50k_mapping.csv` (index, label, mid; no header row).
 
@@ -73,15 +73,26 @@ def _ordered(mapping: dict, path: pathlib.Path, label_to_index: bool) -> list[st
     return [label for _, label in pairs]
 
 
+def _audioset_rows() -> list[dict[str, str]]:
+    """The rows (index, mid, display_name) of `audioset_mapping.csv`, sorted by `mid`: the
+    order of the AudioSet head's outputs."""
+    with (_HERE / "audioset_mapping.csv").open(newline="", encoding="utf-8") as file:
+        return sorted(csv.DictReader(file), key=lambda row: row["mid"])
+
+
+def audioset_mids() -> tuple[str, ...]:
+    """The 527 AudioSet label MIDs in head output order (sorted), parallel to
+    `task_labels("audioset")`."""
+    return tuple(row["mid"] for row in _audioset_rows())
+
+
 def _read(source: str) -> list[str]:
     if ":" in source:
         module, _, attribute = source.partition(":")
         return list(getattr(importlib.import_module(module), attribute))
     path = _HERE / source
     if source == "audioset_mapping.csv":
-        with path.open(newline="", encoding="utf-8") as file:
-            rows = list(csv.DictReader(file))
-        return [row["display_name"] for row in sorted(rows, key=lambda row: row["mid"])]
+        return [row["display_name"] for row in _audioset_rows()]
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as file:
             rows = [row for row in csv.reader(file) if row]

@@ -3,9 +3,14 @@ r"""`matpac-finetune`: fine-tunes a MATPAC backbone end to end on a downstream t
     matpac-finetune --config=configs/finetune.py --workdir=runs/ft \
         --config.task=esc50 --config.model=matpac.keras --config.manual_dir=/data/ESC-50-master
 
+    matpac-finetune --config=configs/finetune.py:audioset --workdir=runs/as \
+        --config.model=matpac_plus_base_audioset --config.data_dir=~/tensorflow_datasets
+
 The config is an ml_collections file (`get_config(variant)`); any field is overridden with
 `--config.<field>=...`. See matpac_keras/evaluation/finetune.py for what runs and what is written
-into the workdir (classifier.keras, classifier.labels.json, history.csv, results.json).
+into the workdir (classifier.keras, classifier.labels.json, history.csv, results.json), and
+matpac_keras/training/audioset_finetune.py for `config.task=audioset` (streamed, class-balanced,
+counted in steps, checkpointed: the same command resumes a killed run).
 
 One run per workdir: a second run on a workdir in use is refused, naming the holder's pid. The
 outputs of an earlier run are refused before any work unless --overwrite; each output is
@@ -25,7 +30,8 @@ FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
     None,
-    "Fine-tuning config file: configs/finetune.py, or configs/finetune.py:<fsdd|tiny>.",
+    "Fine-tuning config file: configs/finetune.py, or configs/finetune.py:"
+    "<fsdd|tiny|audioset|audioset_tiny>.",
     lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "Where the classifier, history and results are written.")
@@ -40,7 +46,10 @@ def main(argv):
     if not os.path.isfile(filename.split(":")[0]):  # ml_collections defers this error
         raise InputError(f"--config {filename}: no such file")
     config = _CONFIG.value
-    from matpac_keras.evaluation.finetune import finetune
+    if config.task == "audioset":
+        from matpac_keras.training.audioset_finetune import finetune_audioset as finetune
+    else:
+        from matpac_keras.evaluation.finetune import finetune
 
     # Checks the config, takes the workdir lock and checks the outputs before reading anything.
     finetune(config, FLAGS.workdir, overwrite=FLAGS.overwrite)

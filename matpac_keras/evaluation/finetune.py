@@ -12,7 +12,8 @@ Writes into the workdir: `classifier.keras`, `classifier.labels.json` (its class
 `matpac-export --head`), `history.csv` (per-epoch losses), `results.json`; each atomically, and
 only after checking, before any model or data is read, that none exists (unless `overwrite`).
 One run per workdir (matpac_keras.workdir_lock). Holds the audio of the task in memory: fine
-for FSDD, ESC-50, UrbanSound8K and GTZAN.
+for FSDD, ESC-50, UrbanSound8K and GTZAN. AudioSet (2 M clips) has its own recipe, streamed,
+counted in steps and resumable: `matpac_keras/training/audioset_finetune.py`.
 """
 
 import json
@@ -83,15 +84,41 @@ def make_backbone(config):
     return backbone
 
 
+def warmup_cosine(learning_rate: float, total: int, warmup: int):
+    """Linear warm-up over `warmup` steps to `learning_rate`, then cosine decay to 0 at `total`."""
+    total = max(1, total)
+    warmup = min(total - 1, warmup)
+    if warmup <= 0:
+        return keras.optimizers.schedules.CosineDecay(learning_rate, total)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, total - warmup, warmup_target=learning_rate, warmup_steps=warmup
+    )
+
+
 def schedule(config, steps_per_epoch: int):
     """Linear warm-up to `config.learning_rate`, then cosine decay to 0."""
-    total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(total - 1, config.warmup_epochs * steps_per_epoch)
-    if warmup <= 0:
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
-    return keras.optimizers.schedules.CosineDecay(
-        0.0, total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
+    return warmup_cosine(
+        config.learning_rate,
+        config.epochs * steps_per_epoch,
+        config.warmup_epochs * steps_per_epoch,
     )
+
+
+def build_optimizer(model: MatpacAudioClassifier, config, learning_rate) -> AdamW:
+    """AdamW (`config.weight_decay`, `clip_norm`, `layer_decay`) at `learning_rate` (a float or
+    schedule); biases, norms and the cls token do not decay: only the 2-D kernels do."""
+    optimizer = AdamW(
+        learning_rate,
+        beta_2=0.999,  # Adam's default, as fine-tuning recipes (BEiT, MAE) use
+        epsilon=1e-8,
+        weight_decay=config.weight_decay,
+        global_clipnorm=config.clip_norm or None,
+        lr_multipliers=lr_multipliers(model, config.layer_decay),
+    )
+    optimizer.exclude_from_weight_decay(
+        var_list=[v for v in model.trainable_variables if len(v.shape) != 2]
+    )
+    return optimizer
 
 
 def loss_for(task: tasks.Task):
@@ -103,7 +130,7 @@ def loss_for(task: tasks.Task):
 
 
 # Numeric fields and their allowed ranges: (lowest, highest, lowest allowed, highest allowed).
-_RANGES = {
+RANGES = {
     "batch_size": (1, None, True, True),
     "epochs": (1, None, True, True),
     "warmup_epochs": (0, None, True, True),
@@ -123,8 +150,9 @@ _RANGES = {
 OUTPUTS = ("classifier.keras", "classifier.labels.json", "history.csv", "results.json")
 
 
-def _check_range(config, field: str) -> None:
-    low, high, low_ok, high_ok = _RANGES[field]
+def check_range(config, field: str, ranges: dict = RANGES) -> None:
+    """InputError naming `config.<field>` unless it is a number in its `ranges` interval."""
+    low, high, low_ok, high_ok = ranges[field]
     value = config[field]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"config.{field}: expected a number; got {value!r}")
@@ -139,6 +167,11 @@ def _check_range(config, field: str) -> None:
 def check_config(config) -> tasks.Task:
     """The config's task, after checking the fields read before training (InputError naming
     the field, FileNotFoundError for a missing model)."""
+    if config.task == "audioset":  # streamed and resumable: configs/finetune.py:audioset
+        raise InputError(
+            "config.task='audioset': fine-tuned by matpac_keras.training.audioset_finetune "
+            "(matpac-finetune --config=configs/finetune.py:audioset)"
+        )
     try:
         task = tasks.get_task(config.task)
     except ValueError as error:  # an unknown name
@@ -149,17 +182,11 @@ def check_config(config) -> tasks.Task:
         )
     if config.model:
         check_model_path(config.model, "config.model")
-    for field in _RANGES:
-        _check_range(config, field)
+    for field in RANGES:
+        check_range(config, field)
     if config.crop_frames % 16:
         raise InputError(f"config.crop_frames={config.crop_frames}: must be a multiple of 16")
     return task
-
-
-def label_names(builder, task: tasks.Task, num_classes: int) -> list[str]:
-    """The names of the task's classes (their indices where the dataset names none)."""
-    names = getattr(builder.info.features[task.label_key], "names", None)
-    return list(names) if names else [str(k) for k in range(num_classes)]
 
 
 def _atomic_json(path: str, content: dict, overwrite: bool) -> None:
@@ -207,6 +234,9 @@ def _finetune(config, task: tasks.Task, paths: dict, log, overwrite: bool) -> di
         dropout=config.dropout,
         erase_factor=config.erase_factor,
         num_erasures=config.num_erasures,
+        labels=tfds_source.label_names(builder, task, num_classes),
+        multi_label=task.multi_label,
+        crop_frames=config.crop_frames,  # clip_logits, matpac-tag and export score by crops
     )
     model.build(None)
 
@@ -223,18 +253,7 @@ def _finetune(config, task: tasks.Task, paths: dict, log, overwrite: bool) -> di
         )
 
     train, valid = batches("train", True), batches("valid", False)
-    optimizer = AdamW(
-        schedule(config, len(train)),
-        beta_2=0.999,  # Adam's default, as fine-tuning recipes (BEiT, MAE) use
-        epsilon=1e-8,
-        weight_decay=config.weight_decay,
-        global_clipnorm=config.clip_norm or None,
-        lr_multipliers=lr_multipliers(model, config.layer_decay),
-    )
-    # No decay for biases, norms and the cls token: only the 2-D kernels decay.
-    optimizer.exclude_from_weight_decay(
-        var_list=[v for v in model.trainable_variables if len(v.shape) != 2]
-    )
+    optimizer = build_optimizer(model, config, schedule(config, len(train)))
     model.compile(optimizer=optimizer, loss=loss_for(task))
     keep_best = KeepBest(None, config.patience or None)
     # The per-epoch log goes to a temporary file, renamed to history.csv when training ends.
@@ -250,12 +269,10 @@ def _finetune(config, task: tasks.Task, paths: dict, log, overwrite: bool) -> di
     with atomic_output(model_path, overwrite=overwrite) as temporary:
         model.save(temporary)
     activation = "sigmoid" if task.multi_label else "softmax"  # the head outputs logits
-    save_head_labels(
-        model_path, label_names(builder, task, num_classes), activation, overwrite=overwrite
-    )
+    save_head_labels(model_path, list(model.labels), activation, overwrite=overwrite)
 
     waves, labels, mask = splits["test"]
-    logits = model.clip_logits(waves, config.crop_frames, batch_size=config.embed_batch_size)
+    logits = model.clip_logits(waves, batch_size=config.embed_batch_size)
     test_score = protocol.score(task, labels, logits, mask)
     results = {
         "task": task.name,

@@ -23,6 +23,24 @@ def samples_for(frames: int) -> int:
     return N_FFT + HOP_LENGTH * (frames - 1)
 
 
+def crop_clip(waveform: np.ndarray, crop_frames: int, start: int = 0) -> tuple[np.ndarray, int]:
+    """`samples_for(crop_frames)` float32 samples of a clip (int16 read as x / 32768) from
+    `start`, zero-padded past its end, and the number of frames they fill (at least 1)."""
+    waveform = pcm16_to_float(waveform)
+    length = samples_for(crop_frames)
+    crop = waveform[start : start + length]
+    frames = max(1, num_frames(len(crop)))
+    return np.pad(crop, (0, length - len(crop))).astype("float32"), frames
+
+
+def crop_logmels(frontend, crops: list[np.ndarray], frames: list[int]) -> np.ndarray:
+    """Normalised log-mel float32 [B, mels, crop_frames] of equal-length crops, 0 (the
+    normalised mean) past each crop's `frames`."""
+    logmel = ops.convert_to_numpy(frontend(np.stack(crops)))
+    valid = np.arange(logmel.shape[-1])[None, :] < np.array(frames)[:, None]
+    return np.where(valid[:, None, :], logmel, 0.0).astype("float32")
+
+
 def targets_of(labels: np.ndarray, mask: np.ndarray | None, num_classes: int) -> np.ndarray:
     """float32 training targets: one-hot of class indices, multi-hot, or [multi-hot, mask]."""
     labels = np.asarray(labels)
@@ -81,21 +99,16 @@ class CropBatches(keras.utils.PyDataset):
 
     def _crop(self, waveform: np.ndarray) -> tuple[np.ndarray, int]:
         """A crop of at most `samples_for(crop_frames)` samples, zero-padded, and its frames."""
-        waveform = pcm16_to_float(waveform)
         length = samples_for(self.crop_frames)
         start = 0
         if self.training and len(waveform) > length:
             start = int(self.rng.integers(0, len(waveform) - length + 1))
-        crop = waveform[start : start + length]
-        frames = max(1, num_frames(len(crop)))
-        return np.pad(crop, (0, length - len(crop))).astype("float32"), frames
+        return crop_clip(waveform, self.crop_frames, start)
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         crops, frames = zip(*(self._crop(self.waveforms[i]) for i in rows), strict=True)
-        logmel = ops.convert_to_numpy(self.frontend(np.stack(crops)))
-        valid = np.arange(self.crop_frames)[None, :] < np.array(frames)[:, None]
-        logmel = np.where(valid[:, None, :], logmel, 0.0).astype("float32")
+        logmel = crop_logmels(self.frontend, crops, frames)
         targets = self.targets[rows]
         if self.training and self.mixup is not None:
             mixed = self.mixup({"images": logmel[..., None], "labels": targets})

@@ -25,13 +25,19 @@ class ClipBatch:
 
 
 def prepared_builder(
-    task: Task, data_dir: str | None = None, manual_dir: str | None = None
+    task: Task,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    file_format: str | None = None,
 ) -> tfds.core.DatasetBuilder:
-    """The task's builder, prepared in `data_dir` (from `manual_dir` if not there yet)."""
+    """The task's builder, prepared in `data_dir` (from `manual_dir` if not there yet, then in
+    `file_format`: None for TFDS's default, TFRecord; a prepared dataset keeps its own)."""
     builder_cls = matpac_datasets.builder_class(task.builder)
     kwargs = {"config": task.builder_config} if task.builder_config else {}
     builder = builder_cls(data_dir=data_dir, **kwargs)
     if not builder.is_prepared():
+        if file_format is not None:
+            builder = builder_cls(data_dir=data_dir, file_format=file_format, **kwargs)
         if manual_dir is None:
             raise FileNotFoundError(
                 f"{task.tfds_name} is not prepared in {builder.data_dir}: pass --manual_dir with "
@@ -42,6 +48,17 @@ def prepared_builder(
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
         builder.download_and_prepare(download_config=config)
     return builder
+
+
+def label_names(builder: tfds.core.DatasetBuilder, task: Task, num_classes: int) -> list[str]:
+    """The names of the task's classes: the dataset's (a ClassLabel's), else those of the
+    authors' head for this task (`class_mappings`, in our builders' label order), else indices."""
+    from matpac_keras.class_mappings import TASK_HEADS, task_labels
+
+    names = getattr(builder.info.features[task.label_key], "names", None)
+    if not names and task.name in TASK_HEADS and TASK_HEADS[task.name].num_classes == num_classes:
+        names = task_labels(task.name)
+    return list(names) if names else [str(k) for k in range(num_classes)]
 
 
 def num_classes(builder: tfds.core.DatasetBuilder, task: Task) -> int:

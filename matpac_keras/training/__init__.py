@@ -4,5 +4,8 @@
 - `data_source`, `inputs`, `audio_input`: batches addressed by global step (resumable).
 - `callbacks`, `metrics_log`, `tensorboard`: metrics.jsonl, TensorBoard, divergence stop.
 - `checkpoint`: the whole state of a run in one atomically written file.
-This file imports nothing (`audio_input` and `tensorboard` import TensorFlow).
+- `audioset_finetune`: `matpac-finetune`'s AudioSet recipe, a run of the same kind (steps,
+  checkpoints, resumption) whose model is a classifier.
+This file imports nothing (`audio_input`, `tensorboard` and `audioset_finetune` import
+TensorFlow).
 """

@@ -14,12 +14,24 @@ from collections.abc import Callable
 import keras
 from absl import logging
 
+from matpac_keras.errors import InputError
 from matpac_keras.training.checkpoint import NonFiniteStateError, save_checkpoint
 from matpac_keras.training.metrics_log import MetricsWriter
 
 _WATCHED = ("loss", "grad_norm")  # a non-finite value of these stops the run
 # What the progress bar shows; every metric goes to metrics.jsonl and TensorBoard.
 PROGRESS_METRICS = ("loss", "loss_cls", "loss_pred", "lr")
+
+
+def check_intervals(log_every: int, checkpoint_every: int, prefix: str = "config.train.") -> None:
+    """InputError unless `checkpoint_every` is a multiple of `log_every`, so that a resumed run
+    logs the same windows as an uninterrupted one (`prefix`: where the fields are)."""
+    if checkpoint_every % log_every:
+        raise InputError(
+            f"{prefix}checkpoint_every={checkpoint_every} must be a multiple of "
+            f"{prefix}log_every={log_every} (so that a resumed run logs the same windows as an "
+            "uninterrupted one)"
+        )
 
 
 class TrainingProgress(keras.callbacks.ProgbarLogger):

@@ -14,6 +14,7 @@ from matpac_keras.frontend import SAMPLE_RATE, num_frames
 from matpac_keras.optimizers import AdamW
 from matpac_keras.pretrainer import MatpacPretrainer
 from matpac_keras.schedules import StepBudget, WarmupCosineDecay, step_budget
+from matpac_keras.training.callbacks import check_intervals
 from matpac_keras.training.data_source import NAMED_CORPORA, in_memory_corpus
 from matpac_keras.training.inputs import InMemoryCorpus
 
@@ -28,12 +29,7 @@ def check_config(config: ConfigDict, source=None) -> None:
     for name in ("log_every", "checkpoint_every", "keep_checkpoints", "global_batch_size"):
         if train[name] < 1:
             raise InputError(f"config.train.{name} must be at least 1; got {train[name]}")
-    if train.checkpoint_every % train.log_every:
-        raise InputError(
-            f"config.train.checkpoint_every={train.checkpoint_every} must be a multiple of "
-            f"config.train.log_every={train.log_every} (so that a resumed run logs the same "
-            "windows as an uninterrupted one)"
-        )
+    check_intervals(train.log_every, train.checkpoint_every)
     if train.distribution not in KINDS:
         raise InputError(
             f"config.train.distribution must be one of {KINDS}; got {train.distribution!r}"
