@@ -38,6 +38,64 @@ _FRAME_ALIGNED_WAV_FORMATS = (0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE)
 _UNKNOWN_WAV_SIZE = 0x80000000  # data sizes from here up are streaming writers' placeholders
 
 
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aif", ".aiff")
+
+
+def list_audio_files(folder: str | os.PathLike) -> list[str]:
+    """Audio files (by extension, any case) anywhere under `folder`, sorted."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"audio folder {folder} does not exist or is not a folder")
+    found = []
+    for parent, _, names in os.walk(folder):
+        found += [os.path.join(parent, n) for n in names if n.lower().endswith(AUDIO_EXTENSIONS)]
+    return sorted(found)
+
+
+def read_input_list(path: str | os.PathLike) -> list[str]:
+    """The audio files named in a list file: one path per line; blank lines and lines starting
+    with `#` are skipped; a relative path is relative to the list file's folder.
+
+    Raises:
+        FileNotFoundError: no list file at `path`.
+        InputError: the list names no file, or is not UTF-8 text.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = [line.strip() for line in file]
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not a UTF-8 text list of audio files ({error})") from error
+    base = os.path.dirname(path)
+    files = [os.path.join(base, line) for line in lines if line and not line.startswith("#")]
+    if not files:
+        raise InputError(f"{path}: the list names no audio file")
+    return files
+
+
+def input_audio_files(arguments: list[str], input_list: str | None = None) -> list[str]:
+    """The audio files a command is given: each argument a file or a folder (its audio files,
+    recursively, sorted), then those of `input_list` (`read_input_list`), in order.
+
+    Raises:
+        FileNotFoundError / InputError: as `read_input_list`; a folder with no audio file.
+    """
+    files = []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            found = list_audio_files(argument)
+            if not found:
+                raise InputError(
+                    f"{argument}: a folder with no audio files ({', '.join(AUDIO_EXTENSIONS)})"
+                )
+            files += found
+        else:
+            files.append(argument)
+    if input_list is not None:
+        files += read_input_list(input_list)
+    return files
+
+
 class AudioError(InputError):
     """A file that cannot be turned into valid audio; message names the file."""
 

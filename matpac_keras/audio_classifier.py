@@ -25,10 +25,27 @@ from keras import ops
 
 from matpac_keras.audio_converter import MatpacAudioConverter
 from matpac_keras.backbone import MatpacBackbone, export_spectrogram_model
-from matpac_keras.embedding import EmbeddingExtractor, bucketed_embeddings, time_step_features
+from matpac_keras.embedding import (
+    EmbeddingExtractor,
+    bucketed_embeddings,
+    check_chunk_frames,
+    time_step_features,
+)
+from matpac_keras.head_labels import HeadLabels
 
 POOLINGS = ("concat", "freq_mean")
 ACTIVATIONS = ("sigmoid", "softmax")
+
+
+def top_k_labels(probabilities, names, k: int) -> list[list[tuple[str, float]]]:
+    """Per row of `probabilities` [N, K], the `k` most probable (name, probability) pairs, most
+    probable first; ties keep the output order."""
+    probabilities = np.asarray(probabilities)
+    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    return [
+        [(names[i], float(row[i])) for i in indices]
+        for row, indices in zip(probabilities, order, strict=True)
+    ]
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
@@ -86,6 +103,11 @@ class MatpacAudioClassifier(keras_hub.models.Task):
             theirs: `matpac-convert`). Defaults to None.
         multi_label: bool. The classes are tags (any number per clip): `probabilities`
             defaults to a sigmoid, else a softmax. Defaults to False.
+        crop_frames: None or int. How `clip_logits` (and so `matpac-tag` and `matpac-export`)
+            scores a whole clip: None (default) through the precise clip embedding (chunks of
+            `max_frames`, as the authors' heads were trained); an int, a multiple of the patch
+            size up to `max_frames`, through crops of that length, as `matpac-finetune`
+            trained and tested (it sets its `crop_frames`).
 
     Compiled by default (as keras-hub tasks are) with Adam(5e-5), sparse categorical
     cross-entropy on the logits and accuracy; `compile` again for other choices.
@@ -113,6 +135,7 @@ class MatpacAudioClassifier(keras_hub.models.Task):
         num_erasures: int = 2,
         labels=None,
         multi_label: bool = False,
+        crop_frames: int | None = None,
         **kwargs,
     ):
         if num_classes < 1:
@@ -123,6 +146,8 @@ class MatpacAudioClassifier(keras_hub.models.Task):
             raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
         if not 0 <= erase_factor <= 1:
             raise ValueError(f"erase_factor must be in [0, 1]; got {erase_factor}")
+        if crop_frames is not None:
+            check_chunk_frames(crop_frames, backbone, "crop_frames")
         dtype = backbone.dtype_policy
         # === Config ===
         self.num_classes = num_classes
@@ -134,6 +159,7 @@ class MatpacAudioClassifier(keras_hub.models.Task):
         self.num_erasures = num_erasures
         self.labels = None if labels is None else tuple(str(label) for label in labels)
         self.multi_label = bool(multi_label)
+        self.crop_frames = None if crop_frames is None else int(crop_frames)
         # keras-hub's Task compiles here (with the defaults above), and under PyTorch only layers
         # set after it are tracked: the layers come next.
         super().__init__(**{"dtype": dtype, **kwargs})
@@ -259,25 +285,34 @@ class MatpacAudioClassifier(keras_hub.models.Task):
         self.compile(**keras.saving.deserialize_keras_object(config))
         self.optimizer.build(self.trainable_variables)
 
-    def clip_logits(
-        self, waveforms: list[np.ndarray], crop_frames: int | None = None, batch_size: int = 16
-    ) -> np.ndarray:
-        """Outputs [N, classes] of clips of any length (16 kHz), dropout and masking off.
+    def clip_extractor(
+        self, crop_frames: int | None = None, batch_size: int = 16
+    ) -> EmbeddingExtractor:
+        """The embedder whose clip embeddings [F * D] `classify` scores (`clip_logits`).
 
-        `crop_frames` None: the head on the precise clip embedding of the backbone (log-mel
-        padded to a multiple of the patch size, chunks of `max_frames`). Else as in training:
-        the log-mel padded with zeros to a multiple of `crop_frames` and cut into crops of that
-        length; the mean of their pooled features goes through the head (the crops have equal
-        lengths, so this is the mean over all time steps). A clip shorter than `crop_frames`
-        is then seen exactly as its validation batch during fine-tuning.
+        `crop_frames` (default: the model's `crop_frames`) None: the precise clip embedding of
+        the backbone (log-mel padded to a multiple of the patch size, chunks of `max_frames`).
+        Else as in training: the log-mel padded with zeros to a multiple of `crop_frames` and
+        cut into crops of that length, whose pooled features are averaged (the crops have
+        equal lengths, so this is the mean over all time steps). A clip shorter than
+        `crop_frames` is then seen exactly as its validation batch during fine-tuning.
         """
-        extractor = EmbeddingExtractor(
+        crop_frames = self.crop_frames if crop_frames is None else crop_frames
+        if crop_frames is not None:
+            check_chunk_frames(crop_frames, self.backbone, "crop_frames")
+        return EmbeddingExtractor(
             self.backbone,
             mode="precise" if crop_frames is None else "fast",
             batch_size=batch_size,
             chunk_frames=crop_frames,
         )
-        pooled = bucketed_embeddings(extractor, waveforms)
+
+    def clip_logits(
+        self, waveforms: list[np.ndarray], crop_frames: int | None = None, batch_size: int = 16
+    ) -> np.ndarray:
+        """Outputs [N, classes] of clips of any length (16 kHz), dropout and masking off,
+        scored through `clip_extractor(crop_frames)`."""
+        pooled = bucketed_embeddings(self.clip_extractor(crop_frames, batch_size), waveforms)
         return ops.convert_to_numpy(self.classify(pooled, training=False))
 
     def probabilities(self, logits, activation: str | None = None) -> np.ndarray:
@@ -293,16 +328,24 @@ class MatpacAudioClassifier(keras_hub.models.Task):
         exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return (exp / exp.sum(axis=-1, keepdims=True)).astype("float32")
 
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The name of each output: `labels`, or "class <i>" when the model has none."""
+        return self.labels or tuple(f"class {i}" for i in range(self.num_classes))
+
     def top_labels(self, probabilities, k: int = 5) -> list[list[tuple[str, float]]]:
         """Per clip, the `k` most probable (label, probability) pairs, most probable first
         (labels "class <i>" when the model has none)."""
-        probabilities = np.asarray(probabilities)
-        names = self.labels or tuple(f"class {i}" for i in range(self.num_classes))
-        order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
-        return [
-            [(names[i], float(row[i])) for i in indices]
-            for row, indices in zip(probabilities, order, strict=True)
-        ]
+        return top_k_labels(probabilities, self.label_names, k)
+
+    def head_labels(self, activation: str | None = None) -> HeadLabels:
+        """The label names and activation (default as `probabilities`: sigmoid for a
+        `multi_label` model, else softmax) with which the SavedModel's `classify` signature
+        turns this model's logits into named probabilities (`matpac_keras.export`)."""
+        activation = activation or ("sigmoid" if self.multi_label else "softmax")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
+        return HeadLabels(self.label_names, activation)
 
     def get_config(self):
         return {
@@ -317,6 +360,7 @@ class MatpacAudioClassifier(keras_hub.models.Task):
             "num_erasures": self.num_erasures,
             "labels": None if self.labels is None else list(self.labels),
             "multi_label": self.multi_label,
+            "crop_frames": self.crop_frames,
         }
 
     @classmethod

@@ -42,6 +42,18 @@ MODES = ("precise", "fast")
 FRAME_ORDERS = ("temporal", "official")
 
 
+def check_chunk_frames(frames, backbone: MatpacBackbone, name: str = "chunk_frames") -> None:
+    """Raises ValueError, naming `name`, unless `frames` is an integer multiple of the
+    backbone's patch size up to its `max_frames` (a chunk or crop it can encode)."""
+    if isinstance(frames, bool) or not isinstance(frames, int | np.integer):
+        raise ValueError(f"{name} must be an integer; got {frames!r}")
+    if not 0 < frames <= backbone.max_frames or frames % backbone.patch_size:
+        raise ValueError(
+            f"{name} must be a multiple of {backbone.patch_size} up to the backbone's "
+            f"max_frames {backbone.max_frames}; got {frames}"
+        )
+
+
 def time_step_features(tokens, num_freq_patches: int):
     """Patch tokens [..., F * T, D] (frequency-major, no cls token) -> per-time-step features
     [..., T, F * D], the F tokens of a step concatenated (feature index f * D + d)."""
@@ -170,11 +182,7 @@ class EmbeddingExtractor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive; got {batch_size}")
         chunk_frames = backbone.max_frames if chunk_frames is None else chunk_frames
-        if not 0 < chunk_frames <= backbone.max_frames or chunk_frames % backbone.patch_size:
-            raise ValueError(
-                f"chunk_frames must be a multiple of {backbone.patch_size} up to the backbone's "
-                f"max_frames {backbone.max_frames}; got {chunk_frames}"
-            )
+        check_chunk_frames(chunk_frames, backbone)
         self.chunk_frames = chunk_frames
         self.backbone = backbone
         self.mode = mode

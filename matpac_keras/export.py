@@ -15,10 +15,12 @@ values"), log-mel, then the embedder's chunking in graph form
 all but the last encoded one after the other with `tf.map_fn`, bounded memory for long clips,
 the mean over all time steps, padded steps included).
 
-The head is a probe (a Keras model on clip embeddings [B, F*D]) or a fine-tuned
-`MatpacAudioClassifier`, whose own backbone then computes the embedding that its Dense head scores;
-with `crop_frames` it scores as fine-tuning's test does (`MatpacAudioClassifier.clip_logits`): the
-"fast" scheme with chunks of `crop_frames` frames.
+The head is a probe (a Keras model on clip embeddings [B, F*D], with its `HeadLabels`) or a
+`MatpacAudioClassifier` (converted from the authors' heads or fine-tuned), whose own backbone then
+computes the embedding that its head scores, exactly as `MatpacAudioClassifier.clip_logits`
+does (`clip_extractor`: the precise clip embedding, or with `crop_frames`, the classifier's own
+or the one given, crops of that many frames as in fine-tuning), with the classifier's own labels
+and activation unless `head_labels` are given.
 
 Written with `keras.export.ExportArchive`, which tracks the variables the endpoints use and
 names the first one `serving_default` for TF Serving. `.keras` files of any backend load here
@@ -34,7 +36,7 @@ import tensorflow as tf
 
 from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.embedding import MODES, EmbeddingExtractor
+from matpac_keras.embedding import MODES, EmbeddingExtractor, check_chunk_frames
 from matpac_keras.frontend import N_FFT
 from matpac_keras.head_labels import HeadLabels
 
@@ -106,6 +108,8 @@ def export_saved_model(
     check_tensorflow_backend()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    if isinstance(head, MatpacAudioClassifier) and head_labels is None:
+        head_labels = head.head_labels()
     if (head is None) != (head_labels is None):
         raise ValueError("give a head together with its labels, or neither")
     if head is not None:
@@ -138,13 +142,14 @@ def export_saved_model(
 
 def _classify_fn(head, head_labels, backbone, mode, crop_frames):
     if isinstance(head, MatpacAudioClassifier):
-        classifier, backbone = head, head.backbone
+        classifier = head
+        extractor = classifier.clip_extractor(crop_frames)
 
         def head(embedding):
             return classifier.classify(embedding, training=False)
 
-        mode = "fast" if crop_frames else mode
-    extractor = EmbeddingExtractor(backbone, mode=mode, chunk_frames=crop_frames)
+    else:
+        extractor = EmbeddingExtractor(backbone, mode=mode)
     names = tf.constant(head_labels.labels)
     top_k = min(TOP_K, len(head_labels.labels))
 
@@ -184,13 +189,8 @@ def check_head(
         def head(embedding):
             return classifier.classify(embedding, training=False)
 
-        if crop_frames is not None and (
-            not 0 < crop_frames <= backbone.max_frames or crop_frames % backbone.patch_size
-        ):
-            raise ValueError(
-                f"crop_frames must be a multiple of {backbone.patch_size} up to the "
-                f"classifier's max_frames {backbone.max_frames}; got {crop_frames}"
-            )
+        if crop_frames is not None:
+            check_chunk_frames(crop_frames, backbone, "crop_frames")
     elif crop_frames is not None:
         raise ValueError(
             f"crop_frames needs a MatpacAudioClassifier head, not a {type(head).__name__}"

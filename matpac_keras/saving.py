@@ -19,9 +19,11 @@ import zipfile
 import keras
 import keras_hub
 
+from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.audio_converter import MatpacAudioConverter
 from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.errors import InputError
+from matpac_keras.head_labels import labels_path, load_head_labels
 
 MATPAC_MODELS = ("MatpacBackbone", "MatpacPretrainer", "MatpacAudioClassifier", "TokenFeatures")
 # Classes of earlier versions that this one cannot rebuild: what to do instead.
@@ -166,6 +168,66 @@ def load_model(path: str | os.PathLike) -> keras.Model:
                 f"{path}: holds a {config.get('class_name')} that cannot be rebuilt ({reason})"
             ) from e
         raise _corrupt(path, f"{type(e).__name__}: {reason}") from e
+
+
+TASK_CONFIG = "task.json"
+WHAT_CLASSIFIERS_ARE = (
+    "a classifier is written by matpac-convert (an enc_and_head checkpoint, or --probe) or "
+    "by matpac-finetune (classifier.keras)"
+)
+
+
+def is_classifier(path: str | os.PathLike) -> bool:
+    """Whether `path` holds a MatpacAudioClassifier (a preset with a `task.json`, or a `.keras`
+    file of one), judged from its configs without loading it."""
+    path = os.fspath(path)
+    if is_preset(path):
+        return os.path.isfile(os.path.join(path, TASK_CONFIG))
+    return read_keras_config(path).get("class_name") == "MatpacAudioClassifier"
+
+
+def load_classifier(path: str | os.PathLike) -> MatpacAudioClassifier:
+    """The MatpacAudioClassifier of a preset directory (its `task.json`) or a `.keras` file.
+
+    A classifier saved without label names gets those of the head label file beside it
+    (`NAME.labels.json`, `matpac_keras.head_labels`), if there is one, and with it
+    `multi_label` when that file's activation is "sigmoid".
+
+    Raises:
+        FileNotFoundError: nothing at `path`.
+        InputError: naming the file: as `load_model`, a backbone-only preset, or a model of
+            another kind.
+    """
+    path = os.fspath(path)
+    if is_preset(path):
+        read_preset_config(path)
+        if not os.path.isfile(os.path.join(path, TASK_CONFIG)):
+            raise InputError(
+                f"{path}: a backbone preset without a classification head (no {TASK_CONFIG}); "
+                + WHAT_CLASSIFIERS_ARE
+            )
+        try:
+            model = MatpacAudioClassifier.from_preset(path)
+        except Exception as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"{path}: corrupt preset ({type(e).__name__}: {reason})") from e
+    else:
+        model = load_model(path)
+    if not isinstance(model, MatpacAudioClassifier):
+        raise InputError(
+            f"{path}: holds a {type(model).__name__}, not a MatpacAudioClassifier; "
+            + WHAT_CLASSIFIERS_ARE
+        )
+    if model.labels is None and os.path.isfile(labels_path(path)):
+        sidecar = load_head_labels(labels_path(path))
+        if len(sidecar.labels) != model.num_classes:
+            raise InputError(
+                f"{labels_path(path)}: {len(sidecar.labels)} labels for the "
+                f"{model.num_classes} outputs of {path}"
+            )
+        model.labels = sidecar.labels
+        model.multi_label = sidecar.activation == "sigmoid"
+    return model
 
 
 def load_backbone(path: str | os.PathLike) -> MatpacBackbone:

@@ -270,7 +270,7 @@ def test_bad_heads_are_refused(folder):
         check_head(probe, labels, wide)
     with pytest.raises(ValueError, match="crop_frames needs a MatpacAudioClassifier head"):
         check_head(probe, labels, backbone, crop_frames=64)
-    with pytest.raises(ValueError, match="a multiple of 16 up to the classifier's max_frames 128"):
+    with pytest.raises(ValueError, match="a multiple of 16 up to the backbone's max_frames 128"):
         check_head(classifier, labels, wide, crop_frames=40)
     check_head(classifier, labels, wide, crop_frames=128)  # its own backbone, not `wide`
 
@@ -287,8 +287,9 @@ def test_cli_names_bad_arguments(folder, tmp_path):
         "--crop_frames=64",
         ok=False,
     )
-    assert "--labels and --crop_frames need --head" in failed.stderr
+    assert "--crop_frames and --activation need --head or a classifier --model" in failed.stderr
     unlabelled = tmp_path / "unlabelled.keras"
+    keras.Sequential([keras.Input((160,)), keras.layers.Dense(len(LABELS))]).save(unlabelled)
     failed = _export(
         f"--model={folder / 'model.keras'}",
         f"--output={tmp_path / 'o'}",
@@ -372,3 +373,41 @@ def test_saved_model_refuses_bad_waveforms(tmp_path):
 
 if __name__ == "__main__":
     make_models(sys.argv[1])
+
+
+@on_tensorflow
+def test_converted_authors_tagger_exports_its_labels(fixtures_dir, tmp_path):
+    """The authors' AudioSet tagger, converted to a preset, exports as `--model` alone: its
+    `classify` signature names its 527 labels; with --activation=softmax its probabilities are
+    the authors' (heads.npz), the 10 s clip (two 992-frame chunks) included."""
+    import tensorflow as tf
+
+    from matpac_keras.convert import classifier_from_state_dict
+    from matpac_keras.export import export_saved_model
+    from matpac_keras.torch_checkpoint import find_state_dict, load_torch_checkpoint
+
+    state = find_state_dict(load_torch_checkpoint(fixtures_dir / "heads" / "as_enc_and_head.pt"))
+    tagger = classifier_from_state_dict(state, num_heads=2)
+    tagger.save_to_preset(tmp_path / "as_tagger")
+    done = _export(
+        f"--model={tmp_path / 'as_tagger'}",
+        f"--output={tmp_path / 'softmax'}",
+        "--activation=softmax",
+    )
+    assert "signatures serving_default, classify" in done.stdout
+    with np.load(fixtures_dir / "heads" / "heads.npz") as heads:
+        for waves, key in (("waveform", "as"), ("waveform_long", "as_long")):
+            served = tf.saved_model.load(str(tmp_path / "softmax")).signatures["classify"]
+            outputs = served(waveform=tf.constant(heads[waves]))
+            np.testing.assert_allclose(outputs["probabilities"], heads[f"{key}/probs"], atol=1e-5)
+            names = np.array(tagger.labels)[heads[f"{key}/top5"]]
+            assert outputs["top_labels"].numpy().astype(str).tolist() == names.tolist()
+        # The library, the classifier's own labels and default activation: sigmoid (multi-label).
+        assert export_saved_model(tagger.backbone, tmp_path / "sigmoid", head=tagger) == [
+            "serving_default",
+            "classify",
+        ]
+        served = tf.saved_model.load(str(tmp_path / "sigmoid")).signatures["classify"]
+        got = served(waveform=tf.constant(heads["waveform"]))["probabilities"].numpy()
+        logits = tagger.clip_logits(list(heads["waveform"]))
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-logits)), atol=1e-5)

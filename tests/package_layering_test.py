@@ -35,11 +35,19 @@ LAYERS = (
     ),
     ("frontend", "layers"),  # the log-mel and the transformer building blocks
     ("heads", "losses", "predictor", "backbone", "train_steps"),  # networks, train steps
-    ("audio_converter", "pretrainer", "embedding", "audio_classifier", "convert"),  # models
-    ("saving", "export", "hear"),  # reading, writing and serving models
+    # models, and the embeddings of audio files
+    (
+        "audio_converter",
+        "pretrainer",
+        "embedding",
+        "file_embeddings",
+        "audio_classifier",
+        "convert",
+    ),
+    ("saving", "export", "hear", "tagging"),  # reading, writing, serving and applying models
     ("data",),  # tf.data pipelines and sources
     ("evaluation",),  # probes, downstream tasks, fine-tuning
-    ("training",),  # matpac-train's loop
+    ("training",),  # matpac-train's loop, and the AudioSet fine-tuning recipe built on it
     ("demo",),  # demo corpora and probe sources, given to training
     ("cli",),  # the command-line programs
 )

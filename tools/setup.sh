@@ -14,4 +14,4 @@ find_links=()
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "${find_links[@]}" \
   -e ".[test]"
-echo "matpac-keras installed in .venv ($(.venv/bin/python -c 'import keras; print("keras", keras.__version__)'))"
+echo "matpac-keras installed in .venv (keras $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("keras"))'))"

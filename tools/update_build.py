@@ -54,6 +54,9 @@ SLOW_TESTS = {
     "tests/presets_test.py": "25 s",
     "tests/export_formats_test.py": "65 s",
     "tests/tfds_build_cli_test.py": "35 s",
+    "tests/cli/tag_test.py": "90 s",
+    "tests/tagging_test.py": "20 s",
+    "tests/evaluation/finetune_audioset_test.py": "50 s",
 }
 # The builder tests (~20 s each under Bazel) all run under pytest; Bazel's fast set keeps the
 # shared library's, the others run when named. (Their dummy_data/ files are symlinks out of the
@@ -77,6 +80,8 @@ EXTRA_DEPS = {
     "tests/configs_test.py": ("matpac_keras/demo/fsdd.py", "matpac_keras/demo/synthetic.py"),
     "tests/evaluation/evaluate_cli_test.py": ("matpac_keras/cli/evaluate.py",),
     "tests/evaluation/finetune_cli_test.py": ("matpac_keras/cli/finetune.py",),
+    "tests/evaluation/finetune_audioset_test.py": ("matpac_keras/cli/finetune.py",),
+    "tests/cli/tag_test.py": ("matpac_keras/cli/convert.py", "matpac_keras/cli/tag.py"),
 }
 # Files that load builders by name (`matpac_datasets.builder_class`, an importlib call that
 # imports do not show) depend on every builder module.

@@ -1,7 +1,10 @@
 """`matpac-embed`: clip embeddings of audio files with a MATPAC model, into one `.npz`.
 
     matpac-embed --model matpac.keras --output emb.npz a.wav b.flac c.mp3
+    matpac-embed --model matpac_plus --output emb.npz path/to/folder --input_list more.txt
 
+Inputs are audio files, folders (their audio files, recursively, sorted) and with --input_list a
+text file of paths (one per line, relative to the list's folder; blank and `#` lines skipped).
 Files are decoded with soundfile (wav, flac, ogg, mp3), mixed to mono and resampled to 16 kHz.
 The `.npz` holds `files` [N], `embeddings` [N, F*D] (with --frames: [N, T, F*D], zero-padded to
 the longest clip, and `num_frames` [N]), `layers` [N, L, ...] with --layers, and with
@@ -17,11 +20,10 @@ block (`EmbeddingExtractor.embed_stream`): memory does not grow with their lengt
 with --frames, whose output does.
 """
 
-import math
 import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 from matpac_keras.cli.entry import run_app
 
@@ -39,6 +41,9 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_integer("batch_size", 16, "Clips (and chunks) encoded at once.", lower_bound=1)
 flags.DEFINE_bool("skip_errors", False, "Leave out unreadable files (listed in the output).")
+flags.DEFINE_string(
+    "input_list", None, "A text file of audio paths, one per line (relative to its folder)."
+)
 flags.mark_flags_as_required(["model", "output"])
 
 
@@ -53,77 +58,17 @@ def _stack_padded(arrays: list[np.ndarray], time_axis: int) -> np.ndarray:
     return np.stack(padded)
 
 
-class _Skipper:
-    """Raises a file's AudioError, or with `skip_errors` logs and records it."""
-
-    def __init__(self, skip_errors: bool):
-        self.skip_errors = skip_errors
-        self.skipped: dict[int, tuple[str, str]] = {}
-
-    def __call__(self, index: int, path: str, error: Exception) -> None:
-        if not self.skip_errors:
-            raise error
-        logging.warning("skipping %s", error)
-        self.skipped[index] = (path, str(error))
-
-
-def embed_files(extractor, paths: list[str], skip_errors: bool, frames: bool, progress=None):
-    """Per-file ClipEmbeddings {index: result} of `paths`, and the skipped {index: (path, why)}.
-
-    Every header is read first (missing, unreadable or truncated files fail, or are skipped,
-    before any embedding). Clips of at most one chunk are decoded whole and encoded in batches
-    of equal length (`embed_clips`); longer ones are streamed (`embed_stream`).
-    """
-    from matpac_keras.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, stream_audio
-    from matpac_keras.frontend import num_frames
-
-    skip = _Skipper(skip_errors)
-    lengths = {}
-    for index, path in enumerate(paths):
-        try:
-            rate, count, _ = audio_info(path)
-            lengths[index] = math.ceil(count * SAMPLE_RATE / rate)
-        except AudioError as error:
-            skip(index, path, error)
-            if progress is not None:
-                progress(1)
-    results, short = {}, []
-
-    def flush():
-        for (index, _), result in zip(
-            short, extractor.embed_clips([w for _, w in short]), strict=True
-        ):
-            results[index] = result
-        if progress is not None:
-            progress(len(short))
-        short.clear()
-
-    for index, samples in lengths.items():
-        path = paths[index]
-        try:
-            if num_frames(samples) <= extractor.backbone.max_frames:
-                short.append((index, load_audio(path)))
-                if len(short) >= extractor.batch_size:
-                    flush()
-                continue
-            results[index] = extractor.embed_stream(stream_audio(path), frames=frames)
-        except AudioError as error:
-            skip(index, path, error)
-        if progress is not None:
-            progress(1)
-    if short:
-        flush()
-    return results, skip.skipped
-
-
 def main(argv):
-    paths = argv[1:]
-    if not paths:
-        raise app.UsageError("give at least one audio file after the flags")
+    from matpac_keras.audio import input_audio_files
+
+    if len(argv) < 2 and FLAGS.input_list is None:
+        raise app.UsageError("give audio files or folders after the flags, or --input_list")
+    paths = input_audio_files(argv[1:], FLAGS.input_list)
     from tqdm import tqdm
 
     from matpac_keras.embedding import EmbeddingExtractor
     from matpac_keras.errors import InputError
+    from matpac_keras.file_embeddings import embed_files, skipped_arrays
     from matpac_keras.outputs import atomic_output, check_output, with_suffix
     from matpac_keras.saving import load_backbone
 
@@ -154,9 +99,7 @@ def main(argv):
         if FLAGS.layers:
             out["layers"] = np.stack([r.layers for r in clips])
     if FLAGS.skip_errors:
-        reasons = [skipped[i] for i in sorted(skipped)]
-        out["skipped"] = np.array([p for p, _ in reasons], dtype=str)
-        out["errors"] = np.array([e for _, e in reasons], dtype=str)
+        out.update(skipped_arrays(skipped))
     with atomic_output(output, overwrite=FLAGS.overwrite) as temporary:
         np.savez(temporary, **out)
     print(

@@ -16,6 +16,27 @@ before any TFDS dataset is built.
 `--features=random_init` embeds with the model's architecture at random initialisation
 (`--init_seed`), `--features=logmel_stats` with the log-mel mean and std (no model).
 TFDS datasets are prepared on first use from --manual_dir (TensorFlow and TFDS required).
+`--save_classifiers=DIR` also writes, per task, `DIR/<task>/`: a classifier preset (the model's
+encoder + the probe of the first run, with the task's labels) that `matpac-tag` and
+`matpac-export` take.
+
+Task groups: `--task=matpac` is MATPAC's 7 tasks (openmic, nsynth, gtzan, magnatagatune,
+fsd50k, esc50, urbansound8k), `--task=matpac_plusplus` MATPAC++'s 11 (those 7, then mtg_genre,
+mtg_instrument, mtg_mood, mtg_top50). The results table shows the published MATPAC++ score
+beside each task that has one.
+
+Manual downloads (--manual_dir, one per task in the expanded order; the details are each
+builder's MANUAL_DOWNLOAD_INSTRUCTIONS and matpac_datasets/<builder>/README.md):
+  esc50            ESC-50-master/ (github.com/karolpiczak/ESC-50, master.zip)
+  urbansound8k     UrbanSound8K/ (UrbanSound8K.tar.gz)
+  gtzan            genres/ (genres.tar.gz or the Kaggle copy)
+  nsynth           nsynth-{train,valid,test}/ (the three .jsonwav.tar.gz)
+  openmic          openmic-2018/ (zenodo.org/record/1432913)
+  magnatagatune*   annotations_final.csv + mp3/ (mirg.city.ac.uk, mp3.zip.001-003)
+  fsd50k           FSD50K.{dev_audio,eval_audio,ground_truth}/ (zenodo.org/record/4060432)
+  mtg_*            a clone of github.com/MTG/mtg-jamendo-dataset + its raw_30s audio/ (the
+                   same folder for all four tasks)
+  spoken_digit     recordings/ (github.com/Jakobovski/free-spoken-digit-dataset)
 """
 
 import dataclasses
@@ -27,13 +48,14 @@ from matpac_keras.cli.entry import run_app
 from matpac_keras.evaluation.features import INPUT_LENGTHS, SOURCES
 from matpac_keras.evaluation.probe import INITS, PRESETS, SELECT_BY
 from matpac_keras.evaluation.statistics import METHODS
-from matpac_keras.evaluation.tasks import TASKS
+from matpac_keras.evaluation.tasks import TASK_GROUPS, TASKS, expand
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
     "task",
     None,
-    f"Comma-separated task names ({', '.join(TASKS)}) or their TFDS names (matpac_esc50, ...).",
+    f"Comma-separated task names ({', '.join(TASKS)}), their TFDS names (matpac_esc50, ...) "
+    f"or groups ({', '.join(TASK_GROUPS)}: see above).",
 )
 flags.DEFINE_string(
     "model",
@@ -58,11 +80,18 @@ flags.DEFINE_string(
     "beside the model; logmel_stats_eval/ without a model).",
 )
 flags.DEFINE_bool("overwrite", False, "Replace results.md and results.csv in --output_dir.")
+flags.DEFINE_string(
+    "save_classifiers",
+    None,
+    "Folder to write, per task, <task>/: a classifier preset (the model + the first run's "
+    "probe, with the task's labels) for matpac-tag and matpac-export.",
+)
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (TFDS's default when unset).")
 flags.DEFINE_list(
     "manual_dir",
     None,
-    "Downloaded files per task (order of --task) to prepare datasets not in --data_dir yet.",
+    "Downloaded files per task (order of --task, groups expanded) to prepare datasets not in "
+    "--data_dir yet (see the list above).",
 )
 flags.DEFINE_string("cache_dir", None, "Embedding cache (default: <output_dir>/embeddings).")
 flags.DEFINE_enum("mode", "precise", ["precise", "fast"], "Embedding mode (SPEC section 6).")
@@ -148,7 +177,7 @@ def options_from_flags():
     run = {f: getattr(FLAGS, f) for f in _RUN_FLAGS if getattr(FLAGS, f) is not None}
     overrides = {**probe, **run}
     return Options(
-        tasks=tuple(FLAGS.task),
+        tasks=expand(FLAGS.task),
         output_dir=FLAGS.output_dir or default_output_dir(FLAGS.model),
         model=FLAGS.model,
         source=FLAGS.features,
@@ -164,6 +193,7 @@ def options_from_flags():
         protocol=FLAGS.protocol + "".join(f" {k}={v}" for k, v in sorted(overrides.items())),
         ci_method=FLAGS.ci_method,
         overwrite=FLAGS.overwrite,
+        save_classifiers=FLAGS.save_classifiers,
     )
 
 

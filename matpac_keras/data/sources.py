@@ -16,11 +16,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from matpac_keras import audio
-from matpac_keras.audio import AudioError, load_audio
+from matpac_keras.audio import AUDIO_EXTENSIONS, AudioError, list_audio_files, load_audio
 from matpac_keras.data.dropped import BAD_AUDIO, DroppedClips
 from matpac_keras.errors import InputError
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aif", ".aiff")
 
 Source = (
     str | os.PathLike | Sequence[str | os.PathLike] | tfds.core.DatasetBuilder | tf.data.Dataset
@@ -30,17 +28,6 @@ Source = (
 def is_file_source(source: Source) -> bool:
     """Whether `source` is a folder or a sequence of paths (not a TFDS builder or dataset)."""
     return not isinstance(source, tfds.core.DatasetBuilder | tf.data.Dataset)
-
-
-def list_audio_files(folder: str | os.PathLike) -> list[str]:
-    """Audio files (by extension, any case) anywhere under `folder`, sorted."""
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"audio folder {folder} does not exist or is not a folder")
-    found = []
-    for parent, _, names in os.walk(folder):
-        found += [os.path.join(parent, n) for n in names if n.lower().endswith(AUDIO_EXTENSIONS)]
-    return sorted(found)
 
 
 def audio_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:

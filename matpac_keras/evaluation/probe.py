@@ -175,6 +175,20 @@ def build_probe(
     return keras.Sequential(layers, name="linear_probe")
 
 
+def probe_weights(probe: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+    """The probe as one affine map, logits = x @ kernel + bias: (kernel [dim, n], bias [n]),
+    float64, its standardisation (if any) folded in: W / std per input, b - (mean / std) @ W."""
+    kernel, bias = (np.asarray(w, "float64") for w in probe.get_layer("linear").get_weights())
+    if any(layer.name == "scaler" for layer in probe.layers):
+        scaler = probe.get_layer("scaler")
+        mean = np.asarray(ops.convert_to_numpy(scaler.mean), "float64").reshape(-1)
+        std = np.sqrt(np.asarray(ops.convert_to_numpy(scaler.variance), "float64").reshape(-1))
+        std = np.maximum(std, keras.config.epsilon())  # as Normalization divides
+        kernel = kernel / std[:, None]
+        bias = bias - mean @ kernel
+    return kernel, bias
+
+
 class KeepBest(keras.callbacks.Callback):
     """Tracks the best validation epoch, restores its weights at the end, stops early.
 

@@ -6,7 +6,9 @@ is the mean over evaluations. The runs' scores give mean +- CI (statistics.py).
 """
 
 import dataclasses
+from collections.abc import Callable
 
+import keras
 import numpy as np
 import tqdm
 from absl import logging
@@ -128,9 +130,11 @@ def evaluate_task(
     num_classes: int,
     probe_config: ProbeConfig,
     run_config: RunConfig,
+    on_probe: Callable[[str, int, keras.Model], None] | None = None,
 ) -> TaskScores:
     """Trains and scores `run_config.runs` probes per evaluation of `task` (a progress bar
-    counts the probes on a terminal)."""
+    counts the probes on a terminal). `on_probe(evaluation, seed, probe)` is given each trained
+    probe (its best epoch's weights), e.g. to keep one."""
     seeds = [run_config.first_seed + r for r in range(run_config.runs)]
     per_eval, epochs, names = [], [], []
     total = len(seeds) * max(1, len(task.folds))
@@ -153,6 +157,8 @@ def evaluate_task(
                 )
                 scores.append(score(task, test.labels, predict(model, test.x), test.mask))
                 best.append(epoch)
+                if on_probe is not None:
+                    on_probe(name, seed, model)
                 bar.update()
             per_eval.append(scores)
             epochs.append(best)

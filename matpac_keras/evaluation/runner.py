@@ -15,10 +15,10 @@ import numpy as np
 
 from matpac_keras.errors import InputError
 from matpac_keras.evaluation import features, report, tasks, tfds_source
-from matpac_keras.evaluation.probe import PRESETS, ProbeConfig
+from matpac_keras.evaluation.probe import PRESETS, ProbeConfig, probe_weights
 from matpac_keras.evaluation.protocol import RunConfig, evaluate_task
 from matpac_keras.model_path import check_model_path
-from matpac_keras.outputs import check_output, check_writable_folder
+from matpac_keras.outputs import atomic_output, check_output, check_writable_folder
 
 RUN_PRESETS = {"paper": RunConfig(), "evar": RunConfig(runs=3, first_seed=42)}
 
@@ -31,7 +31,12 @@ class Options:
     model: the .keras file or preset directory (not needed for "logmel_stats").
     manual_dirs: per task, or None.
     cache_dir: embedding cache, default `<output_dir>/embeddings`.
-    overwrite: replace existing results.md and results.csv.
+    overwrite: replace existing results.md and results.csv (and saved classifiers).
+    save_classifiers: None, or a folder that receives, per task, `<task>/`: a
+        MatpacAudioClassifier preset (the model's backbone + the probe of the first run and
+        evaluation, its standardisation folded into the Dense layer, the task's labels), which
+        `matpac-tag` and `matpac-export` take. Needs source "model", mode "precise" and
+        input_length "full": the classifier scores the precise embedding of whole clips.
     """
 
     tasks: tuple[str, ...]
@@ -50,6 +55,7 @@ class Options:
     protocol: str = "paper"
     ci_method: str = "t"
     overwrite: bool = False
+    save_classifiers: str | None = None
 
     def __post_init__(self):
         for name in self.tasks:
@@ -65,6 +71,16 @@ class Options:
             if not self.model:
                 raise InputError(f"--model: a model file is needed for source={self.source!r}")
             check_model_path(self.model, "--model")
+        if self.save_classifiers is not None and (
+            self.source,
+            self.mode,
+            self.input_length,
+        ) != ("model", "precise", "full"):
+            raise InputError(
+                "--save_classifiers: a classifier scores the precise embedding of whole clips "
+                "of a model: it needs --features=model --mode=precise --input_length=full; got "
+                f"{self.source}, {self.mode}, {self.input_length}"
+            )
         if self.manual_dirs is not None and len(self.manual_dirs) != len(self.tasks):
             raise InputError(
                 f"--manual_dir: {len(self.manual_dirs)} given for {len(self.tasks)} task(s)"
@@ -177,6 +193,47 @@ def check_outputs(options: Options) -> None:
     for path in report.paths(options.output_dir):
         check_output(path, overwrite=options.overwrite)
     check_writable_folder(options.cache)
+    for name in options.tasks if options.save_classifiers is not None else ():
+        path = classifier_path(options, tasks.get_task(name))
+        check_output(path, overwrite=options.overwrite, folder=True, flag="--save_classifiers")
+
+
+def classifier_path(options: Options, task: tasks.Task) -> str:
+    """Where `save_classifiers` puts the classifier of `task`."""
+    return os.path.join(options.save_classifiers, task.name)
+
+
+def save_classifier(backbone, probe, builder, task: tasks.Task, path: str, overwrite: bool):
+    """Writes `backbone` + `probe` (its standardisation folded in) as a MatpacAudioClassifier
+    preset with the task's labels, atomically."""
+    from matpac_keras.audio_classifier import (
+        MatpacAudioClassifier,
+        MatpacAudioClassifierPreprocessor,
+    )
+
+    kernel, bias = probe_weights(probe)
+    num_classes = kernel.shape[1]
+    model = MatpacAudioClassifier(
+        backbone,
+        num_classes,
+        preprocessor=MatpacAudioClassifierPreprocessor(),
+        labels=tfds_source.label_names(builder, task, num_classes),
+        multi_label=task.multi_label,
+    )
+    model.output_dense.set_weights([kernel.astype("float32"), bias.astype("float32")])
+    with atomic_output(path, overwrite=overwrite, folder=True) as temporary:
+        model.save_to_preset(os.fspath(temporary))
+
+
+class _FirstProbe:
+    """Keeps the first probe `evaluate_task` trains (first seed, first evaluation)."""
+
+    def __init__(self):
+        self.kept = None
+
+    def __call__(self, name: str, seed: int, probe) -> None:
+        if self.kept is None:
+            self.kept = (name, seed, probe)
 
 
 def evaluate(options: Options, log=print) -> list[report.Row]:
@@ -194,10 +251,21 @@ def evaluate(options: Options, log=print) -> list[report.Row]:
         splits = task_features(task, builder, options, embedder, log)
         sizes = ", ".join(f"{s} {len(d)}" for s, d in splits.items())
         log(f"{task.name}: {sizes} clips, {next(iter(splits.values())).x.shape[1]} dims")
+        first = _FirstProbe()
         scores = evaluate_task(
-            task, splits, tfds_source.num_classes(builder, task), options.probe, options.runs
+            task,
+            splits,
+            tfds_source.num_classes(builder, task),
+            options.probe,
+            options.runs,
+            on_probe=first,
         )
         rows.append(report.Row(scores, options.label, options.protocol))
+        if options.save_classifiers is not None:
+            name, seed, probe = first.kept
+            path = classifier_path(options, task)
+            save_classifier(embedder.backbone, probe, builder, task, path, options.overwrite)
+            log(f"{task.name}: wrote classifier {path} (the probe of {name}, seed {seed})")
     md_path, csv_path = report.write(
         rows, options.output_dir, options.ci_method, overwrite=options.overwrite
     )

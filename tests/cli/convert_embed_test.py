@@ -1,28 +1,15 @@
 """`matpac-convert` then `matpac-embed` on the official fixture checkpoints, as a user runs them."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 
+from tests.cli.run_cli import run_cli as _run
 from tests.conftest import relative_error
 
 pytestmark = pytest.mark.single_backend
-
-
-def _run(module: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", f"matpac_keras.cli.{module}", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    assert (result.returncode == 0) == ok, result.stderr[-3000:]
-    return result
 
 
 @pytest.fixture(scope="module")

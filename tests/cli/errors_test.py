@@ -135,6 +135,7 @@ def test_error_line_names_the_file():
         ("convert", "--num_mels=0", "flag --num_mels=0: 0 is not a positive integer"),
         ("export", "--crop_frames=0", "flag --crop_frames=0: 0 is not a positive integer"),
         ("evaluate", "--learning_rate=0", "flag --learning_rate=0.0: must be positive"),
+        ("tag", "--top_k=0", "flag --top_k=0: 0 is not a positive integer"),
     ],
 )
 def test_out_of_range_flags_are_refused_naming_the_flag(module, flag, message, tmp_path):
@@ -142,6 +143,7 @@ def test_out_of_range_flags_are_refused_naming_the_flag(module, flag, message, t
         "convert": ["--checkpoint=c.pt", "--output=o"],
         "export": ["--model=m.keras", "--output=o"],
         "evaluate": ["--task=esc50", "--features=logmel_stats"],
+        "tag": ["--model=m.keras", "a.wav"],
     }[module]
     line = _one_line(_cli(module, *required, flag, cwd=tmp_path))
     assert line.startswith(f"Error: {message}"), line
@@ -335,7 +337,8 @@ def test_finetune_bad_fields_are_one_line(tmp_path):
     line = _one_line(_finetune(tmp_path / "run", "--config=configs/finetune.py:bogus"))
     assert line.startswith("Error: flag --config=configs/finetune.py:bogus: ")
     assert line.endswith(
-        "ValueError: unknown variant 'bogus': expected '', 'fsdd' or 'tiny' (see --helpshort)"
+        "ValueError: unknown variant 'bogus': expected '', 'fsdd', 'tiny', 'audioset' or "
+        "'audioset_tiny' (see --helpshort)"
     )  # the config file's error, not its traceback
     line = _one_line(_finetune(tmp_path / "run", "--config=configs/missing.py"))
     assert line == "Error: --config configs/missing.py: no such file"

@@ -105,12 +105,17 @@ def test_all_fsdd_recordings(tiny_model, fsdd_dir, tmp_path):
     assert 0 <= row.scores.runs[0] <= 1
 
 
-def test_cli_on_real_fsdd_subset_and_cache_reuse(tiny_model, fsdd_dir, tmp_path):
-    manual = tmp_path / "fsdd"
-    manual.mkdir()
+def _jackson_subset(fsdd_dir, folder):
+    """60 FSDD recordings: speaker jackson, repetitions 0-1 (test) and 5-8 (train)."""
+    folder.mkdir()
     for digit in range(10):
         for index in (0, 1, 5, 6, 7, 8):
-            shutil.copy(fsdd_dir / f"{digit}_jackson_{index}.wav", manual)
+            shutil.copy(fsdd_dir / f"{digit}_jackson_{index}.wav", folder)
+    return folder
+
+
+def test_cli_on_real_fsdd_subset_and_cache_reuse(tiny_model, fsdd_dir, tmp_path):
+    manual = _jackson_subset(fsdd_dir, tmp_path / "fsdd")
     command = [
         sys.executable, "-m", "matpac_keras.cli.evaluate", "--task=matpac_spoken_digit",
         f"--model={tiny_model}", f"--data_dir={tmp_path / 'tfds'}", f"--manual_dir={manual}",
@@ -149,6 +154,23 @@ def test_cli_errors_name_the_argument(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0 and "--model" in result.stderr
     assert "missing.keras': no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_and_task_groups():
+    """--help names the groups and each task's download; a group expands before the checks."""
+    command = [sys.executable, "-m", "matpac_keras.cli.evaluate"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    shown = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=ROOT, env=env)
+    for text in ("--task=matpac_plusplus", "mtg_top50", "github.com/MTG/mtg-jamendo-dataset"):
+        assert text in shown.stdout
+    downloads = shown.stdout.split("Manual downloads")[1].split("flags:")[0].splitlines()
+    named = [line.split()[0] for line in downloads if line.startswith("  ") and line[2] != " "]
+    for task in TASKS:  # every task's download has a line (`mtg_*` stands for the four)
+        assert any(task == n or (n[-1] == "*" and task.startswith(n[:-1])) for n in named), task
+    args = ["--task=matpac_plusplus", "--features=logmel_stats", "--manual_dir=a,b"]
+    refused = subprocess.run([*command, *args], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == "Error: --manual_dir: 2 given for 11 task(s)"
 
 
 def test_bad_options_and_missing_data(tiny_model, tmp_path):
@@ -217,3 +239,38 @@ def test_cache_file_is_written_atomically(tmp_path):
     assert os.listdir(tmp_path / "cache") == [os.path.basename(path)]  # no temporary left
     assert features.load(path, {"k": 1}) is None
     np.testing.assert_array_equal(features.load(path, {"k": 2})["train"].x, splits["train"].x)
+
+
+def test_saved_classifier_tags_as_its_probe_scored(tiny_model, fsdd_dir, tmp_path):
+    """`save_classifiers`: the first run's probe (standardised, as --protocol=evar) on the
+    model, as a classifier preset; tagging the test recordings with it gives that run's score."""
+    from matpac_keras.saving import load_classifier
+    from matpac_keras.tagging import tag_files
+
+    manual = _jackson_subset(fsdd_dir, tmp_path / "fsdd")
+    options = runner.Options(
+        tasks=("spoken_digit",),
+        output_dir=str(tmp_path / "out"),
+        model=tiny_model,
+        data_dir=str(tmp_path / "tfds"),
+        manual_dirs=(str(manual),),
+        probe=dataclasses.replace(PRESETS["evar"], max_epochs=5),
+        runs=RunConfig(runs=2),
+        save_classifiers=str(tmp_path / "classifiers"),
+    )
+    messages = []
+    [row] = runner.evaluate(options, log=messages.append)
+    path = tmp_path / "classifiers" / "spoken_digit"
+    assert f"spoken_digit: wrote classifier {path} (the probe of test, seed 0)" in messages
+    classifier = load_classifier(path)
+    assert classifier.labels == tuple(str(d) for d in range(10)) and not classifier.multi_label
+    test = sorted(str(p) for p in manual.glob("*_jackson_[01].wav"))
+    tags = tag_files(classifier, test)
+    predicted = [int(tags.labels[i]) for i in tags.probabilities.argmax(axis=1)]
+    truth = [int(os.path.basename(p)[0]) for p in test]
+    accuracy = np.mean(np.array(predicted) == np.array(truth))
+    assert accuracy == pytest.approx(row.scores.per_evaluation[0][0], abs=1e-9)
+    with pytest.raises(runner.InputError, match="--save_classifiers: .* needs --features=model"):
+        dataclasses.replace(options, mode="fast")
+    with pytest.raises(Exception, match="already exists"):  # checked before any work
+        runner.evaluate(dataclasses.replace(options, output_dir=str(tmp_path / "again")))

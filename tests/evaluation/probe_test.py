@@ -1,5 +1,6 @@
 """The linear probe: learning, best-epoch selection, early stopping, losses, presets."""
 
+import dataclasses
 import math
 
 import keras
@@ -120,3 +121,21 @@ def test_bad_configs_and_data():
         probe.ProbeData(np.zeros((3, 2)), np.zeros(4))
     with pytest.raises(ValueError, match="metric function"):
         probe.train_probe(_blobs(8), _blobs(8), 4, probe.PRESETS["evar"], seed=0)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_probe_weights_are_the_probe_as_one_affine_map(standardize):
+    rng = np.random.default_rng(3)
+    train_x = rng.normal(2.0, 3.0, (64, 12)).astype("float32")
+    train_x[:, 5] = 1.5  # a constant dimension: std 0, passed through centred
+    config = dataclasses.replace(probe.PRESETS["evar"], standardize=standardize)
+    model = probe.build_probe(12, 4, config, train_x)
+    model.get_layer("linear").set_weights(
+        [rng.normal(size=(12, 4)).astype("float32"), rng.normal(size=4).astype("float32")]
+    )
+    x = rng.normal(2.0, 3.0, (8, 12)).astype("float32")
+    kernel, bias = probe.probe_weights(model)
+    expected = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(x @ kernel + bias, expected, rtol=1e-5, atol=1e-4)
+    if standardize:  # a real fold: not the Dense weights themselves
+        assert np.abs(kernel - model.get_layer("linear").get_weights()[0]).max() > 0.1
