@@ -80,7 +80,10 @@ EXTRA_DEPS = {
     "tests/configs_test.py": ("matpac_keras/demo/fsdd.py", "matpac_keras/demo/synthetic.py"),
     "tests/evaluation/evaluate_cli_test.py": ("matpac_keras/cli/evaluate.py",),
     "tests/evaluation/finetune_cli_test.py": ("matpac_keras/cli/finetune.py",),
-    "tests/evaluation/finetune_audioset_test.py": ("matpac_keras/cli/finetune.py",),
+    "tests/evaluation/finetune_audioset_test.py": (
+        "matpac_keras/cli/finetune.py",
+        "matpac_keras/cli/tag.py",
+    ),
     "tests/cli/tag_test.py": ("matpac_keras/cli/convert.py", "matpac_keras/cli/tag.py"),
 }
 # Files that load builders by name (`matpac_datasets.builder_class`, an importlib call that

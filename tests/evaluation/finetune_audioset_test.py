@@ -30,6 +30,7 @@ from matpac_keras.head_labels import load_head_labels
 from matpac_keras.training import audioset_finetune
 from matpac_keras.training.checkpoint import list_checkpoints, read_checkpoint
 from matpac_keras.training.metrics_log import MetricsWriter, read_metrics
+from tests.cli.run_cli import run_cli
 
 pytestmark = pytest.mark.single_backend
 
@@ -102,8 +103,17 @@ def test_outputs_and_the_classifier(reference, data_dir):
     assert load_head_labels(workdir / "classifier.keras").activation == "sigmoid"
     from matpac_keras.tagging import tag_files
 
-    tags = tag_files(model, [str(DUMMY / "audio/eval/-1nilez17Dg.ogg")])
+    clip = str(DUMMY / "audio/eval/-1nilez17Dg.ogg")
+    tags = tag_files(model, [clip])
     assert tags.probabilities.shape == (1, 527) and tags.labels == model.labels
+    # matpac-tag itself: the same probabilities, sigmoid (multi-label) by default
+    out = workdir.parent / "tags.npz"
+    tagged = run_cli("tag", f"--model={workdir / 'classifier.keras'}", f"--output={out}", clip)
+    assert tagged.stdout.strip().splitlines()[-1] == (
+        f"tagged 1 clips with 527 labels (sigmoid); wrote {out}"
+    )
+    with np.load(out) as written:
+        np.testing.assert_allclose(written["probabilities"], tags.probabilities, atol=1e-6)
 
 
 def test_class_balanced_weights_on_the_dummy_data(reference, data_dir):
