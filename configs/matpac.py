@@ -40,7 +40,11 @@ Fields:
     out bad clips, and pretraining builders clips under 6.08 s; a shorter clip than the crop is
     dropped, and counted, when read); a tf.data.Dataset by its cardinality (set it if unknown).
     data.crop_frames: frames of each random crop. data.shuffle_buffer: examples shuffled
-    together (TFDS sources).
+    together (TFDS sources). data.logmel_in_step: False (default), the pipeline computes the
+    log-mel crops on the CPU (tf.data); True, it reads, crops and batches waveforms only and
+    the training step computes their log-mel on the accelerator (what a GPU run wants:
+    benchmarks/pipeline.md); the same losses either way (tests/pretrainer_waveform_test.py).
+    File and TFDS sources only: the in-memory demo corpora hold log-mels already.
   train.global_batch_size, epochs, warmup_epochs, teacher_temperature_epochs: the run's length.
     train.log_every: steps per metrics.jsonl row (each row is the mean over its steps).
     train.checkpoint_every: steps between checkpoints (a multiple of log_every);
@@ -96,6 +100,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.data.exclude = ""
     config.data.crop_frames = 608
     config.data.shuffle_buffer = 10_000
+    config.data.logmel_in_step = False  # True: waveform crops in, log-mel inside the step
     config.data.synthetic = config_dict.ConfigDict()
     config.data.synthetic.clips_per_class = 100
     config.data.synthetic.seconds = 2.5

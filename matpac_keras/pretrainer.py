@@ -5,7 +5,9 @@ import keras
 import keras_hub
 from keras import ops
 
+from matpac_keras.audio import PCM16_SCALE
 from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.frontend import LogMelSpectrogram
 from matpac_keras.heads import ClassificationHead
 from matpac_keras.layers import TransformerStack
 from matpac_keras.losses import (
@@ -24,7 +26,7 @@ from matpac_keras.train_steps.dispatch import backend_train_step
 
 CENTER_ON = ("probabilities", "logits")
 EMA_ORDERS = ("before_update", "after_update")
-BATCH_KEYS = ("source", "ids_shuffle")
+BATCH_KEYS = ("source", "waveform", "ids_shuffle")
 # Logged as running means over the epoch; "lr" and "teacher_temp" (tau_t) are logged as is.
 AVERAGED_LOGS = (
     "loss",
@@ -320,7 +322,9 @@ class MatpacPretrainer(keras_hub.models.Task):
         }
 
     def call(self, source, training=False):
-        """The loss with a fresh mask from the model's generator, at the current step."""
+        """The loss with a fresh mask from the model's generator, at the current step, of a
+        log-mel batch [B, mels, frames] or of 16 kHz waveform crops [B, samples]."""
+        source = as_logmel(source)
         return self.forward_with_mask(source, self.draw_mask(source), self.step)["loss"]
 
     def num_tokens(self, shape) -> int:
@@ -347,18 +351,24 @@ class MatpacPretrainer(keras_hub.models.Task):
     # --- The training step's backend-agnostic parts (used by matpac_keras/train_steps). ---
 
     def unpack_batch(self, data):
-        """`data` from `fit` -> (log-mel source, ids_shuffle or None)."""
+        """`data` from `fit` -> (log-mel source, ids_shuffle or None).
+
+        The batch is a log-mel [B, mels, frames], or 16 kHz waveform crops [B, samples]
+        (float, or int16 PCM) whose log-mel is computed here, inside the step (on the
+        accelerator), or a dict of "source" (log-mel) or "waveform", and optionally
+        "ids_shuffle" (the masks' token permutations)."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         if not isinstance(x, dict):
-            return x, None
+            return as_logmel(x), None
         unknown = sorted(set(x) - set(BATCH_KEYS))
-        if unknown or "source" not in x:
+        if unknown or ("source" in x) == ("waveform" in x):
             raise ValueError(
-                f"a training batch dict takes the keys {BATCH_KEYS} ('source' required); "
-                f"got {sorted(x)}"
+                f"a training batch dict takes the keys {BATCH_KEYS} (one of 'source' and "
+                f"'waveform' required); got {sorted(x)}"
             )
         ids = x.get("ids_shuffle")
-        return x["source"], None if ids is None else ops.cast(ids, "int32")
+        source = x["source"] if "source" in x else as_logmel(x["waveform"])
+        return source, None if ids is None else ops.cast(ids, "int32")
 
     def training_outputs(self, data, replica_index=0, num_replicas: int = 1) -> dict:
         """The forward pass of a training step: mask (given or drawn), then `forward_with_mask`."""
@@ -499,6 +509,27 @@ class MatpacPretrainer(keras_hub.models.Task):
     @classmethod
     def from_config(cls, config):
         return super().from_config(dict(config))
+
+
+_FRONTEND = []  # one LogMelSpectrogram, made on first use: no variables, so not a sub-layer
+
+
+def as_logmel(batch):
+    """A batch as the model's input: a log-mel [B, mels, frames] as it is; 16 kHz waveform
+    crops [B, samples] (float, or int16 PCM, scaled by 1 / 32768 as `audio.pcm16_to_float`)
+    through the normalised log-mel front end (`LogMelSpectrogram`), in the caller's graph."""
+    if len(batch.shape) == 3:
+        return batch
+    if len(batch.shape) != 2:
+        raise ValueError(
+            f"expected a log-mel batch [batch, mels, frames] or waveforms [batch, samples]; "
+            f"got shape {tuple(batch.shape)}"
+        )
+    if keras.backend.standardize_dtype(batch.dtype) == "int16":
+        batch = ops.cast(batch, "float32") / PCM16_SCALE
+    if not _FRONTEND:
+        _FRONTEND.append(LogMelSpectrogram())
+    return _FRONTEND[0](batch)
 
 
 def _check_choice(name: str, value: str, choices: tuple) -> None:

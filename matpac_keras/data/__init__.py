@@ -17,7 +17,7 @@ cores with it in tf.data against ~2.5 without (~21 against ~10 from 16 kHz wav f
 accelerator it is ~26 MFLOP and ~6 MB of memory traffic per crop, ~0.03% of the ~100 GFLOP of a
 ViT-B MATPAC training step per clip (estimated from FLOPs: no GPU here to measure it), for twice
 the bytes to copy to the device (float32 waveform crops, 1.6 GB/s at 4,000 clips/s). So train
-with `logmel_in_pipeline=False` and a `LogMelSpectrogram` in front of the model. The default
-stays `True`: `MatpacPretrainer.fit` takes log-mel batches, and on a CPU-only run both places
-cost the same CPU.
+with `logmel_in_pipeline=False` and the log-mel in the model: `MatpacPretrainer` takes waveform
+batches and computes their log-mel inside its step (`config.data.logmel_in_step=True` in
+`matpac-train`). The default stays `True`: on a CPU-only run both places cost the same CPU.
 """

@@ -43,6 +43,9 @@ class AudioBatchStream:
             checkpoint's metadata); extended as epochs finish.
         dropped: DroppedClips or None. Where the clips the pipeline drops are counted.
         description: str or None. The source in words, for errors. Defaults to the source.
+        logmel_in_step: bool. False (default): the batches are log-mel crops, computed in
+            tf.data on the CPU. True: the waveform crops [batch, samples] themselves, whose
+            log-mel `MatpacPretrainer`'s step computes on the accelerator.
 
     A failure of the pipeline (an epoch without one full batch, a TFDS read error) raises
     `InputError` from `batches`, and is kept in `error`: under TensorFlow, Keras runs the
@@ -60,6 +63,7 @@ class AudioBatchStream:
         epoch_lengths: tuple = (),
         dropped: DroppedClips | None = None,
         description: str | None = None,
+        logmel_in_step: bool = False,
     ):
         self.source = open_source(source)
         self.description = description or f"config.data.source {self.source}"
@@ -71,7 +75,7 @@ class AudioBatchStream:
         self.epoch_lengths = list(epoch_lengths)
         self.dropped = DroppedClips() if dropped is None else dropped
         self.error: InputError | None = None
-        self._frontend = LogMelSpectrogram()
+        self._frontend = None if logmel_in_step else LogMelSpectrogram()
 
     def position(self, step: int) -> tuple[int, int]:
         """(epoch, batches into it) of global step `step`, from the finished epochs' lengths."""
@@ -96,7 +100,10 @@ class AudioBatchStream:
             shuffle_buffer=self.shuffle_buffer,
             dropped=self.dropped,
         )
-        return waveforms.skip(skip).map(self._frontend).prefetch(2)
+        waveforms = waveforms.skip(skip)
+        if self._frontend is not None:
+            waveforms = waveforms.map(self._frontend)
+        return waveforms.prefetch(2)
 
     def batches(self, start_step: int) -> Iterator[tuple[np.ndarray]]:
         """`(batch,)` from global step `start_step` on, forever (the caller bounds the count)."""

@@ -89,6 +89,7 @@ class TrainingData:
             epoch_lengths=metadata.get("epoch_lengths", ()),
             dropped=self.inventory.dropped,
             description=f"config.data.source {self.inventory.description}",
+            logmel_in_step=data.logmel_in_step,
         )
 
     @property

@@ -146,6 +146,29 @@ def test_tf_data_dataset_source_trains(tfds_dir, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in rows)
 
 
+@pytest.mark.slow  # 2 training runs
+def test_log_mel_in_the_step_trains_as_the_pipelines(tfds_dir, tmp_path):
+    """`data.logmel_in_step=True`: waveform crops in, their log-mel computed by the training step:
+    the same losses, step for step, as log-mel crops from the pipeline, on real recordings."""
+    from matpac_keras.config_file import load_config
+    from matpac_keras.training.loop import train
+
+    rows = {}
+    for in_step in (False, True):
+        config = load_config(pathlib.Path(REPO) / "configs" / "matpac.py", "runlocal")
+        config.data.source = os.fspath(tfds_dir)
+        config.data.crop_frames = CROP
+        config.data.logmel_in_step = in_step
+        config.train.update(dict(verbose=0, tensorboard=False, epochs=2.0))  # 2 x 5 steps
+        result = train(config, tmp_path / str(in_step))
+        assert result.failure is None and result.step == result.total_steps == 10
+        rows[in_step] = read_metrics(tmp_path / str(in_step))
+    assert [r["step"] for r in rows[True]] == [r["step"] for r in rows[False]]
+    for a, b in zip(rows[False], rows[True], strict=True):
+        for key in ("loss", "loss_cls", "loss_pred"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["step"], key)
+
+
 def _train_fails(tmp_path, source, *overrides) -> subprocess.CompletedProcess:
     command = [
         sys.executable,

@@ -72,3 +72,16 @@ def test_bad_source_and_seeds(tmp_path):
         AudioBatchStream(tmp_path / "missing", "train", 2, CROP, seed=0)
     seeds = {epoch_seed(s, e) for s in range(5) for e in range(20)}
     assert len(seeds) == 100 and all(0 <= s < 2**31 for s in seeds)
+
+
+def test_logmel_in_step_gives_the_waveform_crops_of_the_same_log_mel(folder):
+    """`logmel_in_step=True`: waveform crops, whose front end is the default stream's batch."""
+    from matpac_keras.data.pretraining import crop_samples
+
+    logmels = AudioBatchStream(folder, "train", batch_size=2, crop_frames=CROP, seed=3)
+    waves = AudioBatchStream(
+        folder, "train", batch_size=2, crop_frames=CROP, seed=3, logmel_in_step=True
+    )
+    for logmel, wave in zip(_take(logmels, 0, 4), _take(waves, 0, 4), strict=True):
+        assert wave.shape == (2, crop_samples(CROP)) and wave.dtype == np.float32
+        np.testing.assert_allclose(np.asarray(LogMelSpectrogram()(wave)), logmel, atol=1e-5)
