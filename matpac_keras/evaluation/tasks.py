@@ -128,3 +128,31 @@ def expand(names: Sequence[str]) -> tuple[str, ...]:
             if task not in expanded:
                 expanded.append(task)
     return tuple(expanded)
+
+
+def manual_dirs(task_names: Sequence[str], entries: Sequence[str]) -> tuple[str | None, ...]:
+    """The manual dir of each task from `--manual_dir` entries: one path per task, in order, or
+    `NAME=PATH` entries, NAME a task or its builder (`mtg_jamendo=DIR` serves the four MTG
+    tasks); a task no entry names gets None (its dataset must be prepared already).
+
+    Raises:
+        ValueError: naming the entry: a mix of both forms, a count that is not one per task,
+            or a NAME that is none of the tasks' names or builders.
+    """
+    named = [e for e in entries if e is not None and "=" in e]
+    if not named:
+        if len(entries) != len(task_names):
+            raise ValueError(
+                f"{len(entries)} given for {len(task_names)} task(s): give one path per task "
+                "in --task's order, or NAME=PATH entries (NAME a task or its builder)"
+            )
+        return tuple(entries)
+    if len(named) != len(entries):
+        raise ValueError(f"mix of NAME=PATH and plain entries: {list(entries)}")
+    found = dict(entry.split("=", 1) for entry in entries)
+    tasks = [get_task(name) for name in task_names]
+    known = {t.name for t in tasks} | {t.builder for t in tasks}
+    for name in found:
+        if name not in known:
+            raise ValueError(f"{name}={found[name]}: {name!r} is none of the tasks or builders")
+    return tuple(found.get(t.name, found.get(t.builder)) for t in tasks)

@@ -69,19 +69,29 @@ def num_classes(builder: tfds.core.DatasetBuilder, task: Task) -> int:
     return int(feature.num_classes)
 
 
+MAX_BATCH_SAMPLES = 1 << 26  # 67 M samples: 70 min of 16 kHz audio, 268 MB as float32
+
+
 def clip_batches(
-    builder: tfds.core.DatasetBuilder, split: str, task: Task, batch_size: int = 256
+    builder: tfds.core.DatasetBuilder,
+    split: str,
+    task: Task,
+    batch_size: int = 256,
+    max_samples: int = MAX_BATCH_SAMPLES,
 ) -> Iterator[ClipBatch]:
-    """The clips of a split in stored order, `batch_size` at a time."""
+    """The clips of a split in stored order, `batch_size` at a time, or fewer once they hold
+    `max_samples` samples (whole music tracks, e.g. MTG-Jamendo's, are minutes long each)."""
     keys = ["audio", task.label_key] + ([task.mask_key] if task.mask_key else [])
     dataset = builder.as_dataset(split=split, shuffle_files=False)
     dataset = dataset.map(lambda ex: {k: ex[k] for k in keys})
     batch: list[dict] = []
+    samples = 0
     for example in tfds.as_numpy(dataset):
         batch.append(example)
-        if len(batch) == batch_size:
+        samples += len(example["audio"])
+        if len(batch) == batch_size or samples >= max_samples:
             yield _to_batch(batch, task)
-            batch = []
+            batch, samples = [], 0
     if batch:
         yield _to_batch(batch, task)
 

@@ -36,3 +36,25 @@ def test_mtg_jamendo_tasks():
         assert task.multi_label and task.splits == ("train", "valid", "test")
         assert tasks.get_task(f"matpac_mtg_jamendo/{config}") is task
         assert class_mappings.task_head(name).multi_label  # the authors' head of the same name
+
+
+def test_manual_dirs_by_position_or_by_name():
+    manual_dirs = tasks.manual_dirs
+    names = tasks.expand(["matpac_plusplus"])
+    assert manual_dirs(["esc50", "gtzan"], ["/e", "/g"]) == ("/e", "/g")
+    by_name = manual_dirs(names, ["esc50=/data/esc", "mtg_jamendo=/data/mtg", "mtg_mood=/m"])
+    assert dict(zip(names, by_name, strict=True)) == {
+        **dict.fromkeys(names),
+        "esc50": "/data/esc",
+        "mtg_genre": "/data/mtg",
+        "mtg_instrument": "/data/mtg",
+        "mtg_mood": "/m",  # the task's own entry before its builder's
+        "mtg_top50": "/data/mtg",
+    }
+    assert manual_dirs(["esc50"], [None]) == (None,)  # as Options keeps them, resolved
+    with pytest.raises(ValueError, match="2 given for 11 task"):
+        manual_dirs(names, ["/a", "/b"])
+    with pytest.raises(ValueError, match="mix of NAME=PATH and plain entries"):
+        manual_dirs(["esc50", "gtzan"], ["esc50=/e", "/g"])
+    with pytest.raises(ValueError, match="'fsdd' is none of the tasks or builders"):
+        manual_dirs(["esc50"], ["fsdd=/f"])
