@@ -1,33 +1,52 @@
-"""Clip embeddings from a MATPAC backbone, "precise" and "fast" (SPEC section 6).
+"""Clip embeddings from a MATPAC backbone, "precise" and "fast" (SPEC section 6), of any
+temporal support.
 
-A clip's normalised log-mel is padded (with zeros, i.e. after normalisation) and cut into chunks
-of the backbone's `max_frames`; each chunk's tokens become per-time-step features where the
-frequency tokens of one step are concatenated (feature index f * D + d); the clip embedding is the
-mean over all time steps, padded ones included, as in the official code.
+A clip's normalised log-mel is padded (with zeros, i.e. after normalisation) and cut into
+windows ("chunks") of `chunk_frames` frames, the backbone's `max_frames` by default, one every
+`hop_frames` (by default the window itself: consecutive chunks). Each window is encoded on its
+own (a short one takes the first columns of the position grid, SPEC section 2); its tokens
+become per-time-step features where the frequency tokens of one step are concatenated (feature
+index f * D + d); the clip embedding aggregates the windows: `mean` (default) is the mean over
+all time steps of all windows, padded ones included, as in the official code (each window
+weighted by its steps: with the default hop, the mean over the clip's time steps), `max` the
+element-wise maximum of the windows' own step means, `mean+max` both, concatenated (2 F D).
 
-- "precise" pads to a multiple of the patch size: the last chunk may be shorter.
-- "fast" pads to a multiple of `max_frames`: every chunk is full and all go in one batch.
+- "precise" pads to a multiple of the patch size: the last window holds the rest (it may be
+  shorter, then zero-padded to a multiple of the patch size).
+- "fast" pads so that the last window is full too: every window is full and all go in one batch.
 
-One chunk code (`padded_frames`, `chunk_lengths`, `_encode_group`, `_TimeMean`; in a TensorFlow
+Windows are chosen in log-mel frames: window k starts at k * hop_frames, and the last one is the
+first that reaches the end of the (patch-padded) clip. `temporal_support` and `hop` give them in
+seconds (100 frames a second), each rounded to the nearest whole number of patch columns (16
+frames, 0.16 s; halves up): the encoder sees whole columns only, so a window of 50 frames would
+hold 14 frames of padding in every window. 0.5 s is thus 48 frames (0.48 s), 1 s 96 frames, 2 s
+208 frames; both must lie between one column and `max_frames` (the hop: up to the window).
+
+One window code (`windows`, `padded_frames`, `_encode_group`, `_WindowPool`; in a TensorFlow
 graph `graph_embeddings`), several ways in:
 
-- `embed_waveforms` / `embed_logmel` / `embed_clips`: whole clips in memory; the chunks at one
-  position of all clips are encoded together, in batches of `batch_size`.
+- `embed_waveforms` / `embed_logmel` / `embed_clips`: whole clips in memory; the windows of all
+  clips of a batch are encoded together, in batches of `batch_size` windows.
 - `bucketed_embeddings`: clips of many lengths (e.g. a dataset's), in few distinct shapes: the
   log-mels of `exact_logmels`, padded as precise mode pads, grouped by padded length.
 - `embed_stream`: one clip as an iterable of waveform blocks (`audio.stream_audio`), in bounded
   memory whatever its length. Samples are kept only until their frames are computed: the
   log-mel frames s .. s + n - 1 (no centring, hop 160, n_fft 400) need exactly the samples
-  [160 s, 160 (s + n - 1) + 400), so `batch_size` full chunks at a time are computed from the
-  samples they need, encoded as one batch, and added to a running time sum (and kept only when
+  [160 s, 160 (s + n - 1) + 400), so `batch_size` full windows at a time are computed from the
+  samples they need (once audio beyond them has arrived: the last window is not known before),
+  encoded as one batch, and pooled into running sums (the windows kept only when
   `frames=True`). Its embeddings equal the in-memory ones within float32 rounding (1e-5).
 - `graph_embeddings`: the SavedModel's (`export.py`) in-graph version, for clips whose length is
   known only when the graph runs.
 
+Per-time-step frames (`ClipEmbeddings.frames`) exist for non-overlapping windows only (hop =
+window); with overlapping ones they are None.
+
 `matpac-embed`, `matpac-export`, HEAR, the evaluation's features and the classifier's
-`clip_logits` all embed through `EmbeddingExtractor`; none cuts chunks itself.
+`clip_logits` all embed through `EmbeddingExtractor`; none cuts windows itself.
 """
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -36,10 +55,12 @@ import numpy as np
 from keras import ops
 
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.frontend import HOP_LENGTH, N_FFT, LogMelSpectrogram, num_frames
+from matpac_keras.frontend import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMelSpectrogram, num_frames
 
 MODES = ("precise", "fast")
 FRAME_ORDERS = ("temporal", "official")
+AGGREGATES = ("mean", "max", "mean+max")
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 log-mel frames a second
 
 
 def check_chunk_frames(frames, backbone: MatpacBackbone, name: str = "chunk_frames") -> None:
@@ -52,6 +73,39 @@ def check_chunk_frames(frames, backbone: MatpacBackbone, name: str = "chunk_fram
             f"{name} must be a multiple of {backbone.patch_size} up to the backbone's "
             f"max_frames {backbone.max_frames}; got {frames}"
         )
+
+
+def seconds_to_frames(seconds, patch_size: int, most_frames: int, name: str, most: str) -> int:
+    """`seconds` of log-mel (100 frames a second) as frames, rounded to the nearest whole number
+    of patch columns (halves up). Raises ValueError, naming `name`, unless `seconds` lies from one
+    column to `most_frames` (described as `most` in the message)."""
+    low, high = patch_size / FRAMES_PER_SECOND, most_frames / FRAMES_PER_SECOND
+    valid = not isinstance(seconds, bool) and isinstance(seconds, int | float | np.number)
+    if not valid or not math.isfinite(seconds) or not low - 1e-9 <= seconds <= high + 1e-9:
+        raise ValueError(
+            f"{name} must be from {low:g} s (one patch column of {patch_size} frames) up to "
+            f"{most}, {high:g} s ({most_frames} frames); got {seconds!r}"
+        )
+    columns = math.floor(seconds * FRAMES_PER_SECOND / patch_size + 0.5)
+    return patch_size * min(max(columns, 1), most_frames // patch_size)
+
+
+def window_frames(
+    backbone: MatpacBackbone, temporal_support=None, hop=None, prefix: str = ""
+) -> tuple[int, int]:
+    """(window, hop) in frames of a `temporal_support` and a `hop` in seconds (None: the
+    backbone's `max_frames`, and the window), each rounded to whole patch columns
+    (`seconds_to_frames`). Errors name the arguments with `prefix` ("--" for flags)."""
+    patch = backbone.patch_size
+    window = backbone.max_frames
+    if temporal_support is not None:
+        most = "the model's max_frames"
+        window = seconds_to_frames(
+            temporal_support, patch, window, f"{prefix}temporal_support", most
+        )
+    if hop is None:
+        return window, window
+    return window, seconds_to_frames(hop, patch, window, f"{prefix}hop", "the temporal support")
 
 
 def time_step_features(tokens, num_freq_patches: int):
@@ -68,6 +122,16 @@ def time_step_features(tokens, num_freq_patches: int):
 def padded_frames(frames, multiple: int):
     """`frames` rounded up to a multiple of `multiple`: a Python int or an integer tensor."""
     return (frames + multiple - 1) // multiple * multiple
+
+
+def aggregate_windows(mean, maximum, aggregate: str, concatenate=np.concatenate):
+    """The clip embedding [..., F*D] (or [..., 2 F*D] for "mean+max") from the step mean and the
+    maximum of the window means; `concatenate` along the last axis (NumPy's or a backend's)."""
+    if aggregate == "mean":
+        return mean
+    if aggregate == "max":
+        return maximum
+    return concatenate([mean, maximum], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
@@ -106,10 +170,11 @@ class TokenFeatures(keras.Model):
 class ClipEmbeddings:
     """Embeddings of a batch of equal-length clips (numpy, float32).
 
-    embedding: [B, F*D] mean over time of the last layer.   frames: [B, T, F*D].
-    layers: [B, L, F*D] and layer_frames: [B, L, T, F*D] (only with `layers=True`).
+    embedding: [B, E] the windows of the last layer aggregated (E = F*D, 2 F*D for
+    "mean+max").   frames: [B, T, F*D].
+    layers: [B, L, E] and layer_frames: [B, L, T, F*D] (only with `layers=True`).
     Per-clip results (`embed_clips`, `embed_stream`) have no batch axis. `frames` and
-    `layer_frames` are None from `embed_stream` unless asked for.
+    `layer_frames` are None with overlapping windows, and from `embed_stream` unless asked for.
     """
 
     embedding: np.ndarray
@@ -118,26 +183,33 @@ class ClipEmbeddings:
     layer_frames: np.ndarray | None = None
 
 
-class _TimeMean:
-    """Encoded chunks of B clips, in time order -> their ClipEmbeddings.
+class _WindowPool:
+    """Encoded windows of B clips, in time order -> their ClipEmbeddings.
 
-    Keeps a float64 sum over time steps (and the chunks themselves only if `keep_frames`).
+    Keeps a float64 sum over all time steps, the maximum of the windows' step means, and the
+    windows themselves only if `keep_frames`.
     """
 
-    def __init__(self, layers: bool, keep_frames: bool, official_order: bool):
+    def __init__(self, layers: bool, keep_frames: bool, official_order: bool, aggregate: str):
         self.layers, self.keep_frames, self.official_order = layers, keep_frames, official_order
-        self.total, self.steps, self.chunks = None, 0, []
+        self.aggregate = aggregate
+        self.total, self.maximum, self.steps, self.chunks = None, None, 0, []
 
     def add(self, encoded: np.ndarray) -> None:
-        """`encoded`: [B, k, L, t, F*D], k consecutive chunks of t steps each."""
-        total = encoded.sum(axis=(1, 3), dtype=np.float64)
-        self.total = total if self.total is None else self.total + total
+        """`encoded`: [B, k, L, t, F*D], k consecutive windows of t steps each."""
+        sums = encoded.sum(axis=3, dtype=np.float64)  # [B, k, L, F*D]
+        total, maximum = sums.sum(axis=1), (sums / encoded.shape[3]).max(axis=1)
+        if self.total is None:
+            self.total, self.maximum = total, maximum
+        else:
+            self.total, self.maximum = self.total + total, np.maximum(self.maximum, maximum)
         self.steps += encoded.shape[1] * encoded.shape[3]
         if self.keep_frames:
             self.chunks.extend(encoded[:, i] for i in range(encoded.shape[1]))
 
     def result(self) -> ClipEmbeddings:
-        pooled = (self.total / self.steps).astype(np.float32)  # [B, L, F*D]
+        pooled = aggregate_windows(self.total / self.steps, self.maximum, self.aggregate)
+        pooled = pooled.astype(np.float32)  # [B, L, E]
         frames = None
         if self.keep_frames:
             if self.official_order:  # [B, L, t, chunks, FD]: time-major interleave
@@ -160,10 +232,24 @@ class EmbeddingExtractor:
         layers: bool. Also return every layer's features. Defaults to False.
         frame_order: "temporal" (default) or "official": the official "fast" code returns
             frames interleaved across chunks (frame j = chunk j mod n, step j div n).
-        batch_size: int. Chunks encoded at once. Defaults to 16.
-        chunk_frames: int or None. Frames per chunk: a multiple of the patch size up to the
+        batch_size: int. Windows encoded at once. Defaults to 16.
+        chunk_frames: int or None. Frames per window: a multiple of the patch size up to the
             backbone's `max_frames` (the default). Fine-tuning's crops are the "fast" scheme
             with chunks of its `crop_frames`.
+        temporal_support: float or None. The window in seconds instead of `chunk_frames`
+            (not both): from one patch column (0.16 s) to the backbone's `max_frames` (6.08 s
+            for the paper's model), rounded to the nearest whole number of columns (0.5 s ->
+            48 frames). Defaults to None: `chunk_frames`.
+        hop: float or None. Seconds from one window's start to the next, rounded likewise,
+            from one column up to the window. Defaults to None: the window (no overlap).
+        aggregate: "mean" (default: the mean over the windows' time steps, which with the
+            default hop is the clip's precise embedding), "max" (element-wise maximum of the
+            windows' step means) or "mean+max" (both, concatenated: 2 F*D features).
+
+    Example:
+    >>> extractor = EmbeddingExtractor(backbone, temporal_support=2.0, hop=1.0)
+    >>> extractor.chunk_frames, extractor.hop_frames  # 2.08 s windows every 0.96 s
+    (208, 96)
     """
 
     def __init__(
@@ -174,16 +260,30 @@ class EmbeddingExtractor:
         frame_order: str = "temporal",
         batch_size: int = 16,
         chunk_frames: int | None = None,
+        temporal_support: float | None = None,
+        hop: float | None = None,
+        aggregate: str = "mean",
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
         if frame_order not in FRAME_ORDERS:
             raise ValueError(f"frame_order must be one of {FRAME_ORDERS}; got {frame_order!r}")
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {AGGREGATES}; got {aggregate!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive; got {batch_size}")
-        chunk_frames = backbone.max_frames if chunk_frames is None else chunk_frames
+        if temporal_support is not None and chunk_frames is not None:
+            raise ValueError("give chunk_frames or temporal_support, not both")
+        window, hop_frames = window_frames(backbone, temporal_support, hop)
+        chunk_frames = window if chunk_frames is None else chunk_frames
         check_chunk_frames(chunk_frames, backbone)
+        if hop is None:
+            hop_frames = chunk_frames
+        elif hop_frames > chunk_frames:
+            raise ValueError(f"hop must be at most the window of {chunk_frames} frames")
         self.chunk_frames = chunk_frames
+        self.hop_frames = hop_frames
+        self.aggregate = aggregate
         self.backbone = backbone
         self.mode = mode
         self.layers = layers
@@ -191,6 +291,27 @@ class EmbeddingExtractor:
         self.batch_size = batch_size
         self.frontend = LogMelSpectrogram()
         self.features = TokenFeatures(backbone, all_layers=layers)
+
+    @property
+    def temporal_support(self) -> float:
+        """The window in seconds (`chunk_frames` / 100)."""
+        return self.chunk_frames / FRAMES_PER_SECOND
+
+    @property
+    def hop(self) -> float:
+        """Seconds from one window's start to the next (`hop_frames` / 100)."""
+        return self.hop_frames / FRAMES_PER_SECOND
+
+    @property
+    def overlapping(self) -> bool:
+        """Whether windows overlap (hop shorter than the window): then there are no frames."""
+        return self.hop_frames < self.chunk_frames
+
+    @property
+    def embedding_size(self) -> int:
+        """Features of a clip embedding: F*D, twice that for "mean+max"."""
+        width = self.backbone.num_freq_patches * self.backbone.embed_dim
+        return 2 * width if self.aggregate == "mean+max" else width
 
     def logmel(self, waveforms: np.ndarray) -> np.ndarray:
         """Normalised log-mel [B, mels, frames] of 16 kHz waveforms [B, samples]."""
@@ -205,56 +326,81 @@ class EmbeddingExtractor:
         """Embeddings of equal-length 16 kHz waveforms [B, samples]."""
         return self.embed_logmel(self.logmel(waveforms))
 
-    def chunk_lengths(self, frames: int) -> list[int]:
-        """Frames of each chunk of a clip of `frames` log-mel frames, once padded for the mode
-        (all `max_frames` but the last, which in "precise" mode holds the rest)."""
-        chunk, padded = self.chunk_frames, self.padded_frames(frames)
-        return [min(chunk, padded - start) for start in range(0, padded, chunk)]
+    def leading_windows(self, frames):
+        """Windows before the last one of a clip of `frames` log-mel frames: those that end
+        before the patch-padded clip does (all full). A Python int or an integer tensor."""
+        excess = padded_frames(frames, self.backbone.patch_size) - self.chunk_frames
+        count = (excess + self.hop_frames - 1) // self.hop_frames
+        return max(count, 0) if isinstance(count, int | np.integer) else ops.maximum(count, 0)
 
     def padded_frames(self, frames):
         """Frames of a clip of `frames` log-mel frames once zero-padded for the mode: to a
-        multiple of the patch size ("precise") or of the chunk ("fast"). `frames` may be a
-        Python int or an integer tensor (the SavedModel's graph)."""
-        multiple = self.chunk_frames if self.mode == "fast" else self.backbone.patch_size
-        return padded_frames(frames, multiple)
+        multiple of the patch size ("precise"), or up to the end of a full last window
+        ("fast"; with the default hop, a multiple of the window). `frames` may be a Python int
+        or an integer tensor (the SavedModel's graph)."""
+        if self.mode == "fast":
+            return self.leading_windows(frames) * self.hop_frames + self.chunk_frames
+        return padded_frames(frames, self.backbone.patch_size)
+
+    def windows(self, frames: int) -> list[tuple[int, int]]:
+        """(start, frames) of each window of a clip of `frames` log-mel frames once padded for
+        the mode: one every `hop_frames`, all of `chunk_frames` but the last, which ends the
+        padded clip (in "precise" mode it may be shorter: it holds the rest)."""
+        leading = self.leading_windows(frames)
+        last = leading * self.hop_frames
+        starts = [(k * self.hop_frames, self.chunk_frames) for k in range(leading)]
+        return starts + [(last, self.padded_frames(frames) - last)]
+
+    def chunk_lengths(self, frames: int) -> list[int]:
+        """Frames of each window of a clip of `frames` log-mel frames (`windows`)."""
+        return [length for _, length in self.windows(frames)]
 
     def graph_embeddings(self, logmel):
         """TensorFlow only (the SavedModel's graph, `export.py`): clip embeddings per layer
-        [B, L, F*D] (L = 1 unless `layers`) of log-mels [B, mels, frames] of any (run-time)
-        length, as `embed_logmel` computes them: zero-padded for the mode, every chunk but the
-        last full and encoded one after the other with `tf.map_fn` (memory bounded by one
-        chunk of the batch), the last one (shorter in "precise") on its own, the mean over all
-        time steps, padded ones included."""
+        [B, L, E] (L = 1 unless `layers`) of log-mels [B, mels, frames] of any (run-time)
+        length, as `embed_logmel` computes them: zero-padded for the mode, every window but the
+        last (all full) encoded one after the other with `tf.map_fn` (memory bounded by one
+        window of the batch) and summed over its steps, the last one (shorter in "precise") on
+        its own, then aggregated (the mean over all time steps, padded ones included; the
+        maximum of the window means)."""
         import tensorflow as tf
 
-        bb, chunk = self.backbone, self.chunk_frames
+        bb, window, hop = self.backbone, self.chunk_frames, self.hop_frames
         width = bb.num_freq_patches * bb.embed_dim
         n_layers = bb.depth if self.layers else 1
         batch, frames = tf.shape(logmel)[0], tf.shape(logmel)[2]
         padded = self.padded_frames(frames)
         logmel = tf.pad(logmel, [[0, 0], [0, 0], [0, padded - frames]])
-        n_full = (padded - 1) // chunk  # every chunk but the last, which holds 1 to `chunk`
-        split = n_full * chunk
+        leading = self.leading_windows(frames)
+        steps = window // bb.patch_size
 
         def encode(spectrogram):  # [B, mels, t * patch] -> [B, L, t, F*D], float32
             return tf.cast(self.features(spectrogram), "float32")
 
-        def full_chunks():
-            chunks = tf.reshape(logmel[:, :, :split], [batch, bb.num_mels, n_full, chunk])
-            encoded = tf.map_fn(
-                encode,
-                tf.transpose(chunks, [2, 0, 1, 3]),
-                fn_output_signature=tf.TensorSpec([None, n_layers, chunk // bb.patch_size, width]),
-            )  # [n_full, B, L, t, F*D]
-            encoded = tf.transpose(encoded, [1, 2, 0, 3, 4])
-            return tf.reshape(encoded, [batch, n_layers, n_full * (chunk // bb.patch_size), width])
+        def window_sum(start):  # one full window -> its sum over steps [B, L, F*D]
+            spectrogram = tf.ensure_shape(
+                logmel[:, :, start : start + window], [None, bb.num_mels, window]
+            )
+            return tf.reduce_sum(encode(spectrogram), axis=2)
 
-        def no_full_chunks():
-            return tf.zeros([batch, n_layers, 0, width])
+        def leading_sums():
+            return tf.map_fn(
+                window_sum,
+                tf.range(leading) * hop,
+                fn_output_signature=tf.TensorSpec([None, n_layers, width]),
+            )  # [leading, B, L, F*D]
 
-        leading = tf.cond(n_full > 0, full_chunks, no_full_chunks)
-        steps = tf.concat([leading, encode(logmel[:, :, split:])], axis=2)
-        return tf.reduce_mean(steps, axis=2)
+        def no_leading_windows():
+            return tf.zeros([0, batch, n_layers, width])
+
+        sums = tf.cond(leading > 0, leading_sums, no_leading_windows)
+        last = encode(logmel[:, :, leading * hop :])  # [B, L, t, F*D]
+        total = tf.reduce_sum(sums, axis=0) + tf.reduce_sum(last, axis=2)
+        count = tf.cast(leading * steps + tf.shape(last)[2], "float32")
+        maximum = tf.reduce_mean(last, axis=2)
+        if self.aggregate != "mean":
+            maximum = tf.maximum(maximum, tf.reduce_max(sums / steps, axis=0))
+        return aggregate_windows(total / count, maximum, self.aggregate, tf.concat)
 
     def embed_logmel(self, logmel: np.ndarray) -> ClipEmbeddings:
         """Embeddings of equal-length normalised log-mels [B, mels, frames]."""
@@ -263,73 +409,89 @@ class EmbeddingExtractor:
             raise ValueError(
                 f"log-mel must be [batch, {self.backbone.num_mels}, frames]; got {logmel.shape}"
             )
-        total = _TimeMean(self.layers, True, self._official_order)
-        start = 0
-        for length in self.chunk_lengths(logmel.shape[2]):
-            chunk = _pad_frames(logmel[:, :, start : start + length], length)
-            total.add(self._encode_group(chunk[:, None]))
-            start += length
-        return total.result()
+        pool = self._pool(not self.overlapping)
+        windows = self.windows(logmel.shape[2])
+        self._encode_windows(
+            _pad_frames(logmel, self.padded_frames(logmel.shape[2])), windows, pool
+        )
+        return pool.result()
 
     def embed_stream(self, blocks: Iterable[np.ndarray], frames: bool = False) -> ClipEmbeddings:
         """Embeddings of one 16 kHz clip given as consecutive 1-D blocks of any sizes, in
-        memory bounded by `batch_size` chunks (plus the frames, when `frames=True`).
+        memory bounded by `batch_size` windows (plus the frames, when `frames=True`).
 
         Returns per-clip arrays (no batch axis), as `embed_clips`; `frames` and
         `layer_frames` are None unless `frames`. Raises ValueError for a clip shorter than one
-        STFT frame (400 samples); an exception from `blocks` propagates.
+        STFT frame (400 samples), or `frames` with overlapping windows; an exception from
+        `blocks` propagates.
         """
-        chunk, mels = self.chunk_frames, self.backbone.num_mels
-        group = chunk * self.batch_size  # frames of one batch of full chunks
-        group_samples = HOP_LENGTH * (group - 1) + N_FFT
-        total = _TimeMean(self.layers, frames, self._official_order)
-        pending, held, done = [], 0, 0  # blocks not yet framed, their samples, frames encoded
+        if frames and self.overlapping:
+            raise ValueError("frames need non-overlapping windows (hop = temporal support)")
+        window, hop = self.chunk_frames, self.hop_frames
+        span = (self.batch_size - 1) * hop + window  # frames of one batch of windows
+        # The batch is encoded once a frame beyond it has arrived: its windows are then not
+        # the clip's last one (which ends the padded clip, and may be shorter).
+        needed = HOP_LENGTH * span + N_FFT
+        pool = self._pool(frames)
+        pending, held, done = [], 0, 0  # blocks not yet framed, their samples, frames done
         for block in blocks:
             block = np.asarray(block, dtype="float32")
             if block.ndim != 1:
                 raise ValueError(f"audio blocks must be 1-D; got shape {block.shape}")
             pending.append(block)
             held += block.shape[0]
-            if held < group_samples:
+            if held < needed:
                 continue
             samples = np.concatenate(pending)
             used = 0
-            while samples.shape[0] - used >= group_samples:
-                logmel = self._frontend(samples[used : used + group_samples])  # [mels, group]
-                chunks = logmel.reshape(mels, self.batch_size, chunk).transpose(1, 0, 2)
-                total.add(self._encode_group(chunks[None]))
-                used += HOP_LENGTH * group
-                done += group
+            while samples.shape[0] - used >= needed:
+                logmel = self._frontend(samples[used : used + HOP_LENGTH * (span - 1) + N_FFT])
+                starts = range(0, self.batch_size * hop, hop)
+                pool.add(self._encode_group(_stack_windows(logmel[None], starts, window)))
+                used += HOP_LENGTH * hop * self.batch_size
+                done += hop * self.batch_size
             pending, held = [samples[used:]], samples.shape[0] - used
         rest = np.concatenate(pending) if pending else np.zeros(0, "float32")
         left = num_frames(rest.shape[0])
         if done + left == 0:
             raise ValueError(f"a clip of {rest.shape[0]} samples is shorter than one frame")
         if left:
-            logmel = self._frontend(rest)  # [mels, left]
-            # `done` is a multiple of the chunk, so the rest pads and chunks as a clip would.
-            lengths = self.chunk_lengths(left)
-            full = sum(1 for n in lengths if n == chunk)
-            logmel = _pad_frames(logmel[None], sum(lengths))[0]
-            if full:
-                chunks = logmel[:, : full * chunk].reshape(mels, full, chunk).transpose(1, 0, 2)
-                total.add(self._encode_group(chunks[None]))
-            if full < len(lengths):
-                total.add(self._encode_group(logmel[None, None, :, full * chunk :]))
-        out = total.result()
+            # `done` is a multiple of the hop and of the patch size, and no window done was the
+            # last: the rest pads and is windowed as a clip would be.
+            logmel = _pad_frames(self._frontend(rest)[None], self.padded_frames(left))
+            self._encode_windows(logmel, self.windows(left), pool)
+        out = pool.result()
         return ClipEmbeddings(*(None if a is None else a[0] for a in vars(out).values()))
 
     @property
     def _official_order(self) -> bool:
         return self.mode == "fast" and self.frame_order == "official"
 
+    def _pool(self, keep_frames: bool) -> _WindowPool:
+        return _WindowPool(self.layers, keep_frames, self._official_order, self.aggregate)
+
     def _frontend(self, samples: np.ndarray) -> np.ndarray:
         """Normalised log-mel [mels, frames] of one 1-D waveform (at least 400 samples)."""
         return ops.convert_to_numpy(self.frontend(samples[None]))[0]
 
+    def _encode_windows(
+        self, logmel: np.ndarray, windows: list[tuple[int, int]], pool: _WindowPool
+    ) -> None:
+        """Encodes the `windows` (`windows`) of padded log-mels [B, mels, frames] into `pool`,
+        in time order: the full ones about `batch_size` windows at a time, then a short last
+        one alone."""
+        full = [start for start, length in windows if length == self.chunk_frames]
+        per_group = max(1, self.batch_size // logmel.shape[0])
+        for i in range(0, len(full), per_group):
+            stacked = _stack_windows(logmel, full[i : i + per_group], self.chunk_frames)
+            pool.add(self._encode_group(stacked))
+        start, length = windows[-1]
+        if length < self.chunk_frames:
+            pool.add(self._encode_group(logmel[:, None, :, start : start + length]))
+
     def _encode_group(self, chunks: np.ndarray) -> np.ndarray:
-        """[B, k, mels, t] chunks (k of each of B clips) -> features [B, k, L, t / patch, F*D],
-        encoded `batch_size` chunks at a time."""
+        """[B, k, mels, t] windows (k of each of B clips) -> features [B, k, L, t / patch,
+        F*D], encoded `batch_size` windows at a time."""
         batch, k = chunks.shape[:2]
         flat = chunks.reshape(batch * k, *chunks.shape[2:])
         outputs = [
@@ -406,8 +568,7 @@ def bucketed_embeddings(
         _pad_frames(m[None], extractor.padded_frames(m.shape[1]))[0]
         for m in exact_logmels(extractor.logmel, waveforms, batch_size)
     ]
-    dim = extractor.backbone.num_freq_patches * extractor.backbone.embed_dim
-    out = np.zeros((len(waveforms), dim), "float32")
+    out = np.zeros((len(waveforms), extractor.embedding_size), "float32")
     by_frames: dict[int, list[int]] = {}
     for i, logmel in enumerate(logmels):
         by_frames.setdefault(logmel.shape[1], []).append(i)
@@ -421,3 +582,9 @@ def bucketed_embeddings(
 def _pad_frames(logmel: np.ndarray, length: int) -> np.ndarray:
     """[B, mels, t] zero-padded (after normalisation) along time to `length` frames."""
     return np.pad(logmel, ((0, 0), (0, 0), (0, length - logmel.shape[2])))
+
+
+def _stack_windows(logmel: np.ndarray, starts, window: int) -> np.ndarray:
+    """The windows of `window` frames at `starts` of log-mels [B, mels, frames]:
+    [B, len(starts), mels, window]."""
+    return np.stack([logmel[:, :, start : start + window] for start in starts], axis=1)

@@ -10,10 +10,12 @@ of any length inside the TensorFlow graph, as `EmbeddingExtractor` does in Pytho
 
 In the graph: checks of the input (rank 2, at least 400 samples, finite: a failed one stops the
 call with its message, "waveform must be [batch, samples]", "waveform contains NaN or infinite
-values"), log-mel, then the embedder's chunking in graph form
-(`EmbeddingExtractor.graph_embeddings`: zero padding for the mode, chunks of `max_frames` frames,
-all but the last encoded one after the other with `tf.map_fn`, bounded memory for long clips,
-the mean over all time steps, padded steps included).
+values"), log-mel, then the embedder's windows in graph form
+(`EmbeddingExtractor.graph_embeddings`: zero padding for the mode, windows of `max_frames`
+frames or of the `temporal_support` given, one every `hop`, all but the last encoded one after
+the other with `tf.map_fn`, bounded memory for long clips, aggregated as `aggregate` says: the
+mean over all time steps, padded steps included, by default). A probe head scores that same
+embedding (its input width is 2 F*D with "mean+max").
 
 The head is a probe (a Keras model on clip embeddings [B, F*D], with its `HeadLabels`) or a
 `MatpacAudioClassifier` (converted from the authors' heads or fine-tuned), whose own backbone then
@@ -101,26 +103,38 @@ def export_saved_model(
     head: keras.Model | None = None,
     head_labels: HeadLabels | None = None,
     crop_frames: int | None = None,
+    temporal_support: float | None = None,
+    hop: float | None = None,
+    aggregate: str = "mean",
 ) -> list[str]:
     """Writes a SavedModel of `backbone`'s clip embeddings (and a `classify` signature with
     `head`, a probe or a MatpacAudioClassifier, and its `head_labels`); returns the signature names.
-    `crop_frames` (MatpacAudioClassifier only): score crops of that many frames."""
+    `crop_frames` (MatpacAudioClassifier only): score crops of that many frames.
+    `temporal_support`, `hop` (seconds) and `aggregate`: the embedder's windows
+    (`EmbeddingExtractor`; default: chunks of the model's `max_frames`, their mean)."""
     check_tensorflow_backend()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    extractor = EmbeddingExtractor(
+        backbone,
+        mode=mode,
+        layers=layers,
+        temporal_support=temporal_support,
+        hop=hop,
+        aggregate=aggregate,
+    )
     if isinstance(head, MatpacAudioClassifier) and head_labels is None:
         head_labels = head.head_labels()
     if (head is None) != (head_labels is None):
         raise ValueError("give a head together with its labels, or neither")
     if head is not None:
-        check_head(head, head_labels, backbone, crop_frames)
+        check_head(head, head_labels, backbone, crop_frames, extractor.embedding_size)
     elif crop_frames is not None:
         raise ValueError("crop_frames needs a MatpacAudioClassifier head")
     spec = tf.TensorSpec([None, None], tf.float32, name="waveform")
     # No `archive.track(...)`: the archive tracks the variables its endpoints use, and tracking
     # the models would trace their default signature, which needs a static input rank.
     archive = keras.export.ExportArchive()
-    extractor = EmbeddingExtractor(backbone, mode=mode, layers=layers)
 
     def embed(waveform):
         pooled = clip_embeddings(waveform, extractor)
@@ -133,14 +147,15 @@ def export_saved_model(
     if head is not None:
         archive.add_endpoint(
             "classify",
-            _classify_fn(head, head_labels, backbone, mode, crop_frames),
+            _classify_fn(head, head_labels, extractor, crop_frames),
             input_signature=[spec],
         )
     archive.write_out(os.fspath(output_dir), verbose=False)
     return ["serving_default"] + (["classify"] if head is not None else [])
 
 
-def _classify_fn(head, head_labels, backbone, mode, crop_frames):
+def _classify_fn(head, head_labels, extractor: EmbeddingExtractor, crop_frames):
+    """The `classify` endpoint: a probe scores `extractor`'s embedding, a classifier its own."""
     if isinstance(head, MatpacAudioClassifier):
         classifier = head
         extractor = classifier.clip_extractor(crop_frames)
@@ -148,8 +163,6 @@ def _classify_fn(head, head_labels, backbone, mode, crop_frames):
         def head(embedding):
             return classifier.classify(embedding, training=False)
 
-    else:
-        extractor = EmbeddingExtractor(backbone, mode=mode)
     names = tf.constant(head_labels.labels)
     top_k = min(TOP_K, len(head_labels.labels))
 
@@ -180,11 +193,15 @@ def check_head(
     head_labels: HeadLabels,
     backbone: MatpacBackbone,
     crop_frames: int | None = None,
+    embedding_size: int | None = None,
 ) -> None:
     """Raises ValueError unless `head` scores `backbone`'s embeddings (a MatpacAudioClassifier: its
-    own) with one output per label, and `crop_frames` suits a MatpacAudioClassifier's backbone."""
+    own) with one output per label, and `crop_frames` suits a MatpacAudioClassifier's backbone.
+    `embedding_size`: a probe's input width (default F*D; 2 F*D for a "mean+max" embedding)."""
+    width = embedding_size or backbone.num_freq_patches * backbone.embed_dim
     if isinstance(head, MatpacAudioClassifier):
         backbone, classifier = head.backbone, head
+        width = backbone.num_freq_patches * backbone.embed_dim  # its own embedding
 
         def head(embedding):
             return classifier.classify(embedding, training=False)
@@ -195,7 +212,6 @@ def check_head(
         raise ValueError(
             f"crop_frames needs a MatpacAudioClassifier head, not a {type(head).__name__}"
         )
-    width = backbone.num_freq_patches * backbone.embed_dim
     try:
         outputs = head(np.zeros((1, width), "float32"))
     except Exception as error:

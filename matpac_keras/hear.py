@@ -11,9 +11,17 @@ backend. HEAR takes TensorFlow or PyTorch models: under those backends the model
 
 Embeddings are SPEC section 6's "precise" ones: the scene embedding is the mean over all time
 steps (the zero-padded last one included); the timestamp embeddings are the per-time-step
-features, one per 16 log-mel frames (one patch column). Log-mel frame i (n_fft 400, hop 160, no
-centring) is centred at sample 160 i + 200, so time step j (frames 16 j ... 16 j + 15) is
-centred at sample 2560 j + 1400:
+features, one per 16 log-mel frames (one patch column). The scene embedding may take another
+temporal support (`EmbeddingExtractor`'s windows: `temporal_support` and `hop` in seconds,
+`aggregate` "mean", "max" or "mean+max"), given to `load_model` or `HearModel`; HEAR's runner
+calls `load_model(path)` alone, so wrap it to pass them:
+
+    load = functools.partial(hear.load_model, temporal_support=2.0, hop=1.0)
+
+The timestamp embeddings stay those of the model's own chunks.
+
+Log-mel frame i (n_fft 400, hop 160, no centring) is centred at sample 160 i + 200, so time
+step j (frames 16 j ... 16 j + 15) is centred at sample 2560 j + 1400:
 
     timestamp_j = 160 j + 87.5 ms
 
@@ -46,21 +54,44 @@ def _framework_module() -> type:
 
 
 class HearModel(_framework_module()):
-    """A backbone with the attributes HEAR reads; embeddings come from `extractor`."""
+    """A backbone with the attributes HEAR reads; scene embeddings come from `extractor` (with
+    the temporal support given, if any), timestamp embeddings from `timestamp_extractor`."""
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, backbone: MatpacBackbone, batch_size: int = 16):
+    def __init__(
+        self,
+        backbone: MatpacBackbone,
+        batch_size: int = 16,
+        temporal_support: float | None = None,
+        hop: float | None = None,
+        aggregate: str = "mean",
+    ):
         super().__init__()
         self.backbone = backbone
-        self.extractor = EmbeddingExtractor(backbone, mode="precise", batch_size=batch_size)
-        self.scene_embedding_size = backbone.num_freq_patches * backbone.embed_dim
-        self.timestamp_embedding_size = self.scene_embedding_size
+        self.timestamp_extractor = EmbeddingExtractor(backbone, batch_size=batch_size)
+        self.extractor = self.timestamp_extractor  # the scene embedding's
+        if (temporal_support, hop, aggregate) != (None, None, "mean"):
+            self.extractor = EmbeddingExtractor(
+                backbone,
+                batch_size=batch_size,
+                temporal_support=temporal_support,
+                hop=hop,
+                aggregate=aggregate,
+            )
+        self.scene_embedding_size = self.extractor.embedding_size
+        self.timestamp_embedding_size = backbone.num_freq_patches * backbone.embed_dim
 
 
-def load_model(model_file_path: str = "") -> HearModel:
+def load_model(
+    model_file_path: str = "",
+    temporal_support: float | None = None,
+    hop: float | None = None,
+    aggregate: str = "mean",
+) -> HearModel:
     """The HEAR model of a MATPAC preset directory or `.keras` file (backbone, pretrainer or
-    classifier).
+    classifier); its scene embedding with windows of `temporal_support` seconds every `hop`
+    seconds, aggregated by `aggregate` (`EmbeddingExtractor`; default: the precise embedding).
 
     No weights come with the package, so a path is required (convert the published
     checkpoints with matpac-convert).
@@ -72,7 +103,8 @@ def load_model(model_file_path: str = "") -> HearModel:
             "model_file_path is required: no weights are bundled; convert an official "
             "checkpoint with matpac-convert and pass the preset directory or .keras file"
         )
-    return HearModel(load_backbone(os.fspath(model_file_path)))
+    backbone = load_backbone(os.fspath(model_file_path))
+    return HearModel(backbone, temporal_support=temporal_support, hop=hop, aggregate=aggregate)
 
 
 def timestamps_ms(num_steps: int, patch_size: int = 16) -> np.ndarray:
@@ -102,7 +134,7 @@ def get_scene_embeddings(audio, model: HearModel):
 def get_timestamp_embeddings(audio, model: HearModel):
     """(embeddings [n_sounds, n_timestamps, size], timestamps [n_sounds, n_timestamps] in ms)."""
     audio = _as_audio(audio)
-    frames = model.extractor.embed_waveforms(audio).frames
+    frames = model.timestamp_extractor.embed_waveforms(audio).frames
     timestamps = timestamps_ms(frames.shape[1], model.backbone.patch_size)
     duration_ms = 1000.0 * audio.shape[1] / SAMPLE_RATE
     kept = max(1, int(np.sum(timestamps <= duration_ms)))

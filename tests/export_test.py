@@ -411,3 +411,75 @@ def test_converted_authors_tagger_exports_its_labels(fixtures_dir, tmp_path):
         got = served(waveform=tf.constant(heads["waveform"]))["probabilities"].numpy()
         logits = tagger.clip_logits(list(heads["waveform"]))
     np.testing.assert_allclose(got, 1 / (1 + np.exp(-logits)), atol=1e-5)
+
+
+@on_tensorflow
+@pytest.mark.parametrize(
+    "mode, seconds, hop, aggregate, layers",
+    [("precise", 0.5, 0.32, "mean+max", True), ("fast", 0.64, None, "max", False)],
+)
+def test_temporal_support_export_equals_the_embedder(
+    tmp_path, mode, seconds, hop, aggregate, layers
+):
+    """Windows of a temporal support in the graph: the Python embedder's embedding (and layers)
+    within 1e-4, for one short window, several with overlap, and a long clip."""
+    import tensorflow as tf
+
+    from matpac_keras.embedding import EmbeddingExtractor
+    from matpac_keras.export import export_saved_model
+
+    keras.utils.set_random_seed(2)
+    backbone = MatpacBackbone(**TINY)
+    backbone.build(None)
+    windows = dict(temporal_support=seconds, hop=hop, aggregate=aggregate)
+    export_saved_model(backbone, tmp_path, mode, layers, **windows)
+    serve = tf.saved_model.load(str(tmp_path)).signatures["serving_default"]
+    extractor = EmbeddingExtractor(backbone, mode=mode, layers=layers, **windows)
+    width = 320 if aggregate == "mean+max" else 160
+    rng = np.random.default_rng(3)
+    for length in (400, 8000, 20_800, 65_600):  # 1, 48, 128 and 408 frames
+        waves = rng.uniform(-0.5, 0.5, (2, length)).astype("float32")
+        expected = extractor.embed_waveforms(waves)
+        got = serve(waveform=tf.constant(waves))
+        assert got["embedding"].shape == (2, width)
+        np.testing.assert_allclose(got["embedding"], expected.embedding, atol=1e-4, err_msg=length)
+        if layers:
+            np.testing.assert_allclose(got["layers"], expected.layers, atol=1e-4)
+
+
+@on_tensorflow
+def test_cli_temporal_support_flags(tmp_path):
+    """matpac-export --temporal_support --hop --aggregate, with a probe on the 2 F*D-wide
+    mean+max embedding; values out of range are refused naming the flag, before any export."""
+    import tensorflow as tf
+
+    from matpac_keras.embedding import EmbeddingExtractor
+
+    keras.utils.set_random_seed(4)
+    backbone = MatpacBackbone(**TINY)
+    backbone.build(None)
+    backbone.save(tmp_path / "model.keras")
+    probe = keras.Sequential([keras.Input((320,)), keras.layers.Dense(len(LABELS))])
+    probe.save(tmp_path / "probe.keras")
+    save_head_labels(tmp_path / "probe.keras", LABELS, "softmax")
+    flags = ("--temporal_support=0.5", "--hop=0.16", "--aggregate=mean+max")
+    model = f"--model={tmp_path / 'model.keras'}"
+    _export(model, f"--output={tmp_path / 'out'}", f"--head={tmp_path / 'probe.keras'}", *flags)
+    signatures = tf.saved_model.load(str(tmp_path / "out")).signatures
+    waves = np.random.default_rng(5).uniform(-0.5, 0.5, (2, 30_000)).astype("float32")
+    extractor = EmbeddingExtractor(backbone, temporal_support=0.5, hop=0.16, aggregate="mean+max")
+    expected = extractor.embed_waveforms(waves).embedding
+    got = signatures["serving_default"](waveform=tf.constant(waves))["embedding"]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    probabilities = signatures["classify"](waveform=tf.constant(waves))["probabilities"]
+    logits = keras.ops.convert_to_numpy(probe(expected))
+    np.testing.assert_allclose(probabilities, _softmax(logits), atol=1e-5)
+    failed = _export(model, f"--output={tmp_path / 'o'}", "--temporal_support=1.5", ok=False)
+    assert failed.stderr.strip().splitlines()[-1] == (
+        "Error: --temporal_support must be from 0.16 s (one patch column of 16 frames) up to "
+        "the model's max_frames, 1.28 s (128 frames); got 1.5"
+    )
+    narrow = (f"--head={tmp_path / 'probe.keras'}", "--temporal_support=0.5")
+    failed = _export(model, f"--output={tmp_path / 'o'}", *narrow, ok=False)
+    assert "the head cannot take this backbone's embeddings [batch, 160]" in failed.stderr
+    assert not (tmp_path / "o").exists()

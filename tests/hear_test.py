@@ -110,3 +110,29 @@ def test_bad_input_is_named(model, tmp_path):
         hear.load_model()
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         hear.load_model(str(tmp_path / "missing.keras"))
+
+
+def test_scene_embeddings_with_a_temporal_support(model_path, model):
+    """`load_model(path, temporal_support=..., hop=..., aggregate=...)`: the scene embedding is
+    the extractor's windowed one (twice as wide with mean+max); timestamps are unchanged."""
+    from matpac_keras.embedding import EmbeddingExtractor
+
+    windowed = hear.load_model(
+        str(model_path), temporal_support=0.32, hop=0.16, aggregate="mean+max"
+    )
+    assert windowed.scene_embedding_size == 2 * SIZE and windowed.timestamp_embedding_size == SIZE
+    audio = _noise(2, 1.98)
+    scene = keras.ops.convert_to_numpy(hear.get_scene_embeddings(audio, windowed))
+    expected = EmbeddingExtractor(
+        windowed.backbone, temporal_support=0.32, hop=0.16, aggregate="mean+max"
+    ).embed_waveforms(audio)
+    assert scene.shape == (2, 2 * SIZE)
+    np.testing.assert_allclose(scene, expected.embedding, atol=1e-5)
+    precise = keras.ops.convert_to_numpy(hear.get_scene_embeddings(audio, model))
+    assert np.abs(scene[:, :SIZE] - precise).max() > 1e-3  # 32-frame windows differ
+    stamps = [keras.ops.convert_to_numpy(t) for t in hear.get_timestamp_embeddings(audio, windowed)]
+    default = [keras.ops.convert_to_numpy(t) for t in hear.get_timestamp_embeddings(audio, model)]
+    for ours, theirs in zip(stamps, default, strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    with pytest.raises(ValueError, match="temporal_support must be from 0.16 s"):
+        hear.load_model(str(model_path), temporal_support=2.0)

@@ -34,7 +34,8 @@ LAYERS = (
         "distribute",
     ),
     ("frontend", "layers"),  # the log-mel and the transformer building blocks
-    ("heads", "losses", "predictor", "backbone", "train_steps"),  # networks, train steps
+    # networks, their FLOP count, train steps
+    ("heads", "losses", "predictor", "backbone", "flops", "train_steps"),
     # models, and the embeddings of audio files
     (
         "audio_converter",

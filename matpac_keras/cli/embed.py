@@ -2,6 +2,7 @@
 
     matpac-embed --model matpac.keras --output emb.npz a.wav b.flac c.mp3
     matpac-embed --model matpac_plus --output emb.npz path/to/folder --input_list more.txt
+    matpac-embed --model matpac.keras --output emb.npz --temporal_support=2 --hop=1 a.wav
 
 Inputs are audio files, folders (their audio files, recursively, sorted) and with --input_list a
 text file of paths (one per line, relative to the list's folder; blank and `#` lines skipped).
@@ -9,6 +10,19 @@ Files are decoded with soundfile (wav, flac, ogg, mp3), mixed to mono and resamp
 The `.npz` holds `files` [N], `embeddings` [N, F*D] (with --frames: [N, T, F*D], zero-padded to
 the longest clip, and `num_frames` [N]), `layers` [N, L, ...] with --layers, and with
 --skip_errors the `skipped` files and their `errors`.
+
+Temporal support: by default a clip is cut into chunks of the model's `max_frames` (6.08 s for
+the paper's model) and its embedding is the mean over all their time steps (precise mode).
+--temporal_support=S cuts it into windows of S seconds instead, one every --hop seconds
+(default S: no overlap), each encoded on its own and averaged over its time steps; --aggregate
+makes the clip's embedding of them: mean (over all windows' time steps: with hop = S, the
+precise embedding with S-long chunks), max (of the window means) or mean+max (both,
+concatenated: twice the width). S and the hop are rounded to the nearest whole number of patch
+columns (16 log-mel frames = 0.16 s; 0.5 s -> 0.48 s): the encoder sees whole columns only. S
+ranges from 0.16 s to the model's max_frames, the hop from 0.16 s to S; the last window holds
+the rest of the clip (zero-padded to a whole column, as precise mode's last chunk). With
+--temporal_support the `.npz` also holds the `temporal_support` and `hop` used, in seconds.
+--frames needs non-overlapping windows (hop = S).
 
 The output is checked before any work (an existing one is refused without --overwrite; its
 folder must be writable) and written atomically: a run stopped at any moment leaves the old
@@ -26,6 +40,7 @@ import numpy as np
 from absl import app, flags
 
 from matpac_keras.cli.entry import run_app
+from matpac_keras.cli.window_flags import check_window_flags, define_window_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -41,6 +56,7 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_integer("batch_size", 16, "Clips (and chunks) encoded at once.", lower_bound=1)
 flags.DEFINE_bool("skip_errors", False, "Leave out unreadable files (listed in the output).")
+define_window_flags(__name__)
 flags.DEFINE_string(
     "input_list", None, "A text file of audio paths, one per line (relative to its folder)."
 )
@@ -73,12 +89,19 @@ def main(argv):
     from matpac_keras.saving import load_backbone
 
     output = check_output(FLAGS.output, FLAGS.overwrite, suffix=".npz", flag="--output")
+    backbone = load_backbone(FLAGS.model)
+    window, hop = check_window_flags(backbone, FLAGS.temporal_support, FLAGS.hop)
+    if FLAGS.frames and hop < window:
+        raise app.UsageError("--frames needs non-overlapping windows: --hop = --temporal_support")
     extractor = EmbeddingExtractor(
-        load_backbone(FLAGS.model),
+        backbone,
         mode=FLAGS.mode,
         layers=FLAGS.layers,
         frame_order="official" if FLAGS.official_frame_order else "temporal",
         batch_size=FLAGS.batch_size,
+        temporal_support=FLAGS.temporal_support,
+        hop=FLAGS.hop,
+        aggregate=FLAGS.aggregate,
     )
     with tqdm(total=len(paths), desc="embedding", unit="file") as bar:
         results, skipped = embed_files(
@@ -98,6 +121,8 @@ def main(argv):
         out["embeddings"] = np.stack([r.embedding for r in clips])
         if FLAGS.layers:
             out["layers"] = np.stack([r.layers for r in clips])
+    if FLAGS.temporal_support is not None:
+        out.update(temporal_support=extractor.temporal_support, hop=extractor.hop)
     if FLAGS.skip_errors:
         out.update(skipped_arrays(skipped))
     with atomic_output(output, overwrite=FLAGS.overwrite) as temporary:

@@ -20,13 +20,39 @@ TFDS datasets are prepared on first use from --manual_dir (TensorFlow and TFDS r
 encoder + the probe of the first run, with the task's labels) that `matpac-tag` and
 `matpac-export` take.
 
+Temporal support (TS) sweep: `--temporal_support=0.5,1,2,4,6.08` (seconds; `--hop` one value
+for all or one per TS, default each TS itself; `--aggregate` mean, max or mean+max) embeds every
+split once per TS (windows of TS seconds, rounded to whole 0.16 s patch columns, so 0.5 is
+0.48 s; one every hop; each encoded alone and averaged over its time steps; the windows
+aggregated; cached per TS, hop and aggregate), runs the probe protocol on each, and writes into
+--output_dir, instead of results.md / results.csv, `temporal_support.csv` (one row per task and
+TS: task, temporal_support_s, hop_s, metric, mean, ci95, gflop_per_clip_second,
+ms_per_clip_second, peak_memory_mb, then aggregate, window_frames, hop_frames, runs, scores,
+split, split_gflop_per_clip_second, features, protocol) and `temporal_support.png` (score with
+its CI against TS per task, cost on second axes); both are refused if they exist (unless
+--overwrite) and written atomically. It prints the cheapest TS (by GFLOP per clip second) whose
+score is within the 95% CI of the best. The TS and hop in the table are those used (rounded).
+  gflop_per_clip_second  analytic FLOPs of the encoder (patch embedding + blocks, matrix
+      products only) on one window, over the hop: the cost per second of a long clip.
+  split_gflop_per_clip_second  the same count over the windows that the measured split's clips
+      are cut into, over their seconds (a clip shorter than the window costs less).
+  ms_per_clip_second  wall time of the embedding calls alone (log-mel to clip embedding; not
+      reading the dataset) on the measured split (the test split, or the first fold), warm
+      (the split embedded once before, untimed), in ms per second of audio.
+  peak_memory_mb  the largest growth of resident memory (RSS) during one batch's embedding
+      call on that split, in MiB: before each call the freed heap is released (malloc_trim)
+      and the kernel's peak-RSS mark reset (/proc/self/clear_refs); after it, VmHWM minus the
+      RSS before. Linux only (blank elsewhere).
+
 Task groups: `--task=matpac` is MATPAC's 7 tasks (openmic, nsynth, gtzan, magnatagatune,
 fsd50k, esc50, urbansound8k), `--task=matpac_plusplus` MATPAC++'s 11 (those 7, then mtg_genre,
 mtg_instrument, mtg_mood, mtg_top50). The results table shows the published MATPAC++ score
 beside each task that has one.
 
-Manual downloads (--manual_dir, one per task in the expanded order; the details are each
-builder's MANUAL_DOWNLOAD_INSTRUCTIONS and matpac_datasets/<builder>/README.md):
+Manual downloads (--manual_dir: one per task in the expanded order, or NAME=PATH entries, e.g.
+`--task=matpac_plusplus --manual_dir=esc50=/data/ESC-50-master,mtg_jamendo=/data/mtg,...`; a task
+without one must be prepared in --data_dir already; the details are each builder's
+MANUAL_DOWNLOAD_INSTRUCTIONS and matpac_datasets/<builder>/README.md):
   esc50            ESC-50-master/ (github.com/karolpiczak/ESC-50, master.zip)
   urbansound8k     UrbanSound8K/ (UrbanSound8K.tar.gz)
   gtzan            genres/ (genres.tar.gz or the Kaggle copy)
@@ -45,6 +71,7 @@ import sys
 from absl import app, flags
 
 from matpac_keras.cli.entry import run_app
+from matpac_keras.cli.window_flags import define_window_flags
 from matpac_keras.evaluation.features import INPUT_LENGTHS, SOURCES
 from matpac_keras.evaluation.probe import INITS, PRESETS, SELECT_BY
 from matpac_keras.evaluation.statistics import METHODS
@@ -90,8 +117,9 @@ flags.DEFINE_string("data_dir", None, "TFDS data_dir (TFDS's default when unset)
 flags.DEFINE_list(
     "manual_dir",
     None,
-    "Downloaded files per task (order of --task, groups expanded) to prepare datasets not in "
-    "--data_dir yet (see the list above).",
+    "Downloaded files to prepare datasets not in --data_dir yet (see the list above): one "
+    "path per task (order of --task, groups expanded), or NAME=PATH entries, NAME a task or "
+    "builder (mtg_jamendo=DIR serves the four MTG tasks).",
 )
 flags.DEFINE_string("cache_dir", None, "Embedding cache (default: <output_dir>/embeddings).")
 flags.DEFINE_enum("mode", "precise", ["precise", "fast"], "Embedding mode (SPEC section 6).")
@@ -135,6 +163,7 @@ flags.DEFINE_float(
     "Held-out share of the training clips where a task has no validation split (0.1).",
 )
 flags.DEFINE_enum("ci_method", "t", METHODS, "95% CI from Student's t (default) or 1.96.")
+define_window_flags(__name__, sweep=True)
 flags.mark_flags_as_required(["task"])
 flags.register_validator(
     "learning_rate", lambda value: value is None or value > 0, "must be positive"
@@ -167,6 +196,17 @@ def default_output_dir(model: str | None) -> str:
     return (model[: -len(".keras")] if model.endswith(".keras") else model) + "_eval"
 
 
+def _seconds(flag: str) -> tuple[float, ...]:
+    """A list flag's values as floats; InputError naming the flag for one that is not."""
+    from matpac_keras.errors import InputError
+
+    values = getattr(FLAGS, flag) or ()
+    try:
+        return tuple(float(value) for value in values)
+    except ValueError:
+        raise InputError(f"--{flag}: expected numbers of seconds; got {','.join(values)}") from None
+
+
 def options_from_flags():
     """runner.Options from the flags: --protocol's presets with the given flags overriding."""
     from matpac_keras.evaluation.runner import RUN_PRESETS, Options
@@ -194,6 +234,9 @@ def options_from_flags():
         ci_method=FLAGS.ci_method,
         overwrite=FLAGS.overwrite,
         save_classifiers=FLAGS.save_classifiers,
+        temporal_support=_seconds("temporal_support"),
+        hop=_seconds("hop"),
+        aggregate=FLAGS.aggregate,
     )
 
 
@@ -201,6 +244,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     options = options_from_flags()  # InputError: a bad flag value; FileNotFoundError: --model
+    if options.temporal_support:
+        from matpac_keras.evaluation.temporal_support import sweep
+
+        sweep(options)  # checks the outputs, the model and the values before any dataset
+        return
     from matpac_keras.evaluation.runner import evaluate
 
     evaluate(options)  # checks the outputs and loads the model before any dataset is built

@@ -1,8 +1,9 @@
 """Clip features of a task's splits, computed once and cached on disk.
 
-The cache file name holds the task, the feature source, the embedding mode and input length,
-and a hash of everything that changes the features: the model file's SHA-256, the TFDS
-dataset name and version, and these options. A second evaluation of the same model and task
+The cache file name holds the task, the feature source, the embedding mode (and in a
+temporal-support sweep the window, hop and aggregate), the input length, and a hash of
+everything that changes the features: the model file's SHA-256, the TFDS dataset name and
+version, and these options. A second evaluation of the same model and task
 reads the file instead of embedding the audio again.
 """
 
@@ -39,10 +40,24 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def window_key(extractor) -> dict:
+    """The part of the cache key of an EmbeddingExtractor's windows (a sweep step): window and
+    hop in frames (the values the seconds round to) and the aggregate."""
+    return {
+        "window_frames": extractor.chunk_frames,
+        "hop_frames": extractor.hop_frames,
+        "aggregate": extractor.aggregate,
+    }
+
+
 def cache_path(cache_dir: str, task_name: str, key: dict) -> str:
-    """`<cache_dir>/<task>-<source>-<mode>-<input_length>-<hash of key>.npz`."""
+    """`<cache_dir>/<task>-<source>-<mode>-<input_length>-<hash of key>.npz`; with a window
+    key, `<mode>-w<window>h<hop><aggregate>` (frames) in place of `<mode>`."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    name = f"{task_name}-{key['source']}-{key['mode']}-{key['input_length']}-{digest}.npz"
+    mode = key["mode"]
+    if "window_frames" in key:
+        mode += f"-w{key['window_frames']}h{key['hop_frames']}{key['aggregate']}"
+    name = f"{task_name}-{key['source']}-{mode}-{key['input_length']}-{digest}.npz"
     return os.path.join(cache_dir, name)
 
 

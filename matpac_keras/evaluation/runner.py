@@ -5,6 +5,9 @@ they exist, unless `overwrite`; the output and cache folders writable) and the m
 (an error naming --model if it is missing or not a MATPAC model). Then per task: prepare the
 TFDS dataset, read or compute (and cache) the features of every split, run the probe protocol,
 and collect a table row. TensorFlow-only, through TFDS.
+
+With `temporal_support` (a sweep), `evaluation/temporal_support.py` runs instead: the same
+features (cached per window, hop and aggregate), probes and checks, once per temporal support.
 """
 
 import dataclasses
@@ -13,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from matpac_keras.embedding import AGGREGATES, window_frames
 from matpac_keras.errors import InputError
 from matpac_keras.evaluation import features, report, tasks, tfds_source
 from matpac_keras.evaluation.probe import PRESETS, ProbeConfig, probe_weights
@@ -29,7 +33,7 @@ class Options:
 
     tasks: task names (tasks.py). source: "model", "random_init" or "logmel_stats".
     model: the .keras file or preset directory (not needed for "logmel_stats").
-    manual_dirs: per task, or None.
+    manual_dirs: one per task, or `NAME=PATH` entries (`tasks.manual_dirs`), or None.
     cache_dir: embedding cache, default `<output_dir>/embeddings`.
     overwrite: replace existing results.md and results.csv (and saved classifiers).
     save_classifiers: None, or a folder that receives, per task, `<task>/`: a
@@ -56,6 +60,9 @@ class Options:
     ci_method: str = "t"
     overwrite: bool = False
     save_classifiers: str | None = None
+    temporal_support: tuple[float, ...] = ()
+    hop: tuple[float, ...] = ()
+    aggregate: str = "mean"
 
     def __post_init__(self):
         for name in self.tasks:
@@ -81,10 +88,50 @@ class Options:
                 "of a model: it needs --features=model --mode=precise --input_length=full; got "
                 f"{self.source}, {self.mode}, {self.input_length}"
             )
-        if self.manual_dirs is not None and len(self.manual_dirs) != len(self.tasks):
+        if self.manual_dirs is not None:
+            try:
+                resolved = tasks.manual_dirs(self.tasks, self.manual_dirs)
+            except ValueError as error:
+                raise InputError(f"--manual_dir: {error}") from None
+            object.__setattr__(self, "manual_dirs", resolved)  # one entry (or None) per task
+        self._check_windows()
+
+    def _check_windows(self) -> None:
+        """The sweep's options (their ranges need the model: `windows`)."""
+        if not self.temporal_support:
+            if self.hop or self.aggregate != "mean":
+                raise InputError("--hop and --aggregate need --temporal_support")
+            return
+        if self.source == "logmel_stats":
+            raise InputError("--temporal_support needs a model: not --features=logmel_stats")
+        if self.save_classifiers is not None:
             raise InputError(
-                f"--manual_dir: {len(self.manual_dirs)} given for {len(self.tasks)} task(s)"
+                "--save_classifiers: a classifier scores the precise embedding; it cannot be "
+                "saved from a --temporal_support sweep"
             )
+        if len(self.hop) not in (0, 1, len(self.temporal_support)):
+            raise InputError(
+                f"--hop: {len(self.hop)} given for {len(self.temporal_support)} temporal "
+                "supports (give one for all, or one per temporal support)"
+            )
+        if self.aggregate not in AGGREGATES:
+            raise InputError(f"--aggregate must be one of {AGGREGATES}; got {self.aggregate!r}")
+
+    def windows(self, backbone) -> list[tuple[float, float | None]]:
+        """(temporal support, hop) in seconds of each sweep step, checked for `backbone`.
+
+        Raises:
+            InputError: a value out of range for the model (the message names the flag).
+        """
+        hops = self.hop or (None,)
+        hops = hops * len(self.temporal_support) if len(hops) == 1 else hops
+        steps = list(zip(self.temporal_support, hops, strict=True))
+        for support, hop in steps:
+            try:
+                window_frames(backbone, support, hop, prefix="--")
+            except ValueError as error:
+                raise InputError(str(error)) from None
+        return steps
 
     @property
     def cache(self) -> str:
@@ -127,23 +174,38 @@ def load_model_backbone(options: Options):
         raise InputError(f"--model {error}") from error
 
 
+def make_extractor(options: Options, backbone, temporal_support=None, hop=None):
+    """The EmbeddingExtractor of `options` (and of one sweep step's window) on `backbone`, or
+    on its architecture at random initialisation (`init_seed`) for source "random_init"."""
+    import keras
+
+    from matpac_keras.embedding import EmbeddingExtractor
+
+    if options.source == "random_init":
+        keras.utils.set_random_seed(options.init_seed)
+        backbone = backbone.__class__.from_config(backbone.get_config())
+        backbone.build(None)
+    return EmbeddingExtractor(
+        backbone,
+        mode=options.mode,
+        batch_size=options.embed_batch_size,
+        temporal_support=temporal_support,
+        hop=hop,
+        aggregate=options.aggregate if temporal_support is not None else "mean",
+    )
+
+
 def make_embedder(options: Options, backbone=None) -> Callable[[list[np.ndarray]], np.ndarray]:
     """Waveforms -> features [N, D] for `options.source` (loads the model unless given)."""
     if options.source == "logmel_stats":
         from matpac_keras.evaluation.baselines import logmel_statistics
 
         return logmel_statistics
-    import keras
-
-    from matpac_keras.embedding import EmbeddingExtractor, bucketed_embeddings
+    from matpac_keras.embedding import bucketed_embeddings
 
     if backbone is None:
         backbone = load_model_backbone(options)
-    if options.source == "random_init":
-        keras.utils.set_random_seed(options.init_seed)
-        backbone = backbone.__class__.from_config(backbone.get_config())
-        backbone.build(None)
-    extractor = EmbeddingExtractor(backbone, mode=options.mode, batch_size=options.embed_batch_size)
+    extractor = make_extractor(options, backbone)
     return lambda waves: bucketed_embeddings(extractor, waves)
 
 
@@ -161,15 +223,29 @@ class _LazyEmbedder:
         return self.embed(waveforms)
 
 
+def input_seconds(task: tasks.Task, options: Options) -> float | None:
+    """EVAR's unit_sec of `task` with input_length "evar" (None: whole clips)."""
+    return task.evar_seconds if options.input_length == "evar" else None
+
+
 def task_features(
-    task: tasks.Task, builder, options: Options, embedder: Callable, log=print
+    task: tasks.Task,
+    builder,
+    options: Options,
+    embedder: Callable,
+    log=print,
+    extractor=None,
 ) -> dict:
-    """Every split's features of `task`, from the cache or computed (and then cached)."""
-    seconds = task.evar_seconds if options.input_length == "evar" else None
+    """Every split's features of `task`, from the cache or computed (and then cached).
+
+    `extractor`: a sweep step's EmbeddingExtractor, whose window, hop and aggregate then enter
+    the cache key (`features.window_key`)."""
+    seconds = input_seconds(task, options)
     if options.input_length == "evar" and seconds is None:
         log(f"{task.name}: no EVAR unit_sec, embedding whole clips")
     key = {
         **source_key(options),
+        **({} if extractor is None else features.window_key(extractor)),
         "tfds": task.tfds_name,
         "tfds_version": str(builder.info.version),
         "input_length": options.input_length,

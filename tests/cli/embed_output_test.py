@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 import soundfile as sf
-from absl import flags
+from absl import app, flags
 
 from matpac_keras.audio import AudioError, load_audio
 from matpac_keras.backbone import MatpacBackbone
@@ -100,6 +100,37 @@ def test_streamed_and_batched_files_equal_the_whole_clip_path(model, clips, tmp_
             np.testing.assert_allclose(means["embeddings"][i], whole.embedding[0], atol=1e-5)
             np.testing.assert_allclose(means["layers"][i], whole.layers[0], atol=1e-5)
         assert frames["num_frames"].max() > 3 * MAX_FRAMES // 16  # long clips: several chunks
+
+
+def test_temporal_support_flags(model, clips, tmp_path):
+    """--temporal_support / --hop / --aggregate: short clips batched, long ones streamed, both
+    equal to the extractor's windowed embedding of the whole clip; the values used are stored."""
+    output = tmp_path / "ts.npz"
+    _embed(f"--model={model}", f"--output={output}", "--temporal_support=0.5", "--hop=0.3",
+           "--aggregate=mean+max", "--batch_size=2", *clips)  # fmt: skip
+    from matpac_keras import embedding
+    from matpac_keras.cli import window_flags
+    from matpac_keras.saving import load_backbone
+
+    assert window_flags.AGGREGATES == embedding.AGGREGATES  # the flag's choices
+    extractor = EmbeddingExtractor(
+        load_backbone(model), temporal_support=0.5, hop=0.3, aggregate="mean+max"
+    )
+    with np.load(output) as out:
+        assert (float(out["temporal_support"]), float(out["hop"])) == (0.48, 0.32)
+        assert out["embeddings"].shape == (len(clips), 320)
+        for i, path in enumerate(clips):
+            whole = extractor.embed_waveforms(load_audio(path)[None]).embedding[0]
+            np.testing.assert_allclose(out["embeddings"][i], whole, atol=1e-5, err_msg=path)
+    with pytest.raises(app.UsageError, match=r"--temporal_support must be from 0.16 s .* 0.64 s"):
+        _embed(f"--model={model}", f"--output={tmp_path / 'a'}", "--temporal_support=1", *clips)
+    with pytest.raises(app.UsageError, match=r"--hop must be from 0.16 s .*up to the temporal"):
+        _embed(f"--model={model}", f"--output={tmp_path / 'a'}", "--temporal_support=0.32",
+               "--hop=0.48", *clips)  # fmt: skip
+    with pytest.raises(app.UsageError, match="--frames needs non-overlapping windows"):
+        _embed(f"--model={model}", f"--output={tmp_path / 'a'}", "--temporal_support=0.32",
+               "--hop=0.16", "--frames", *clips)  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == ["ts.npz"]
 
 
 def test_output_named_as_written_and_refused_if_present(model, clips, tmp_path, capsys):

@@ -30,13 +30,16 @@ pytestmark = pytest.mark.single_backend
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+def save_tiny_model(folder: pathlib.Path, max_frames: int = 64) -> str:
+    """A tiny backbone (D 32, 2 blocks) saved as `folder/tiny.keras`; returns its path."""
+    path = folder / "tiny.keras"
+    MatpacBackbone(embed_dim=32, depth=2, num_heads=2, max_frames=max_frames).save(path)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    backbone = MatpacBackbone(embed_dim=32, depth=2, num_heads=2, max_frames=64)
-    backbone.build(None)
-    backbone.save(path)
-    return str(path)
+    return save_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def _read_csv(path):
@@ -170,7 +173,10 @@ def test_help_and_task_groups():
     args = ["--task=matpac_plusplus", "--features=logmel_stats", "--manual_dir=a,b"]
     refused = subprocess.run([*command, *args], capture_output=True, text=True, cwd=ROOT, env=env)
     assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines()[-1] == "Error: --manual_dir: 2 given for 11 task(s)"
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "Error: --manual_dir: 2 given for 11 task(s): give one path per task in --task's order, "
+        "or NAME=PATH entries (NAME a task or its builder)"
+    )
 
 
 def test_bad_options_and_missing_data(tiny_model, tmp_path):
