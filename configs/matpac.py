@@ -23,8 +23,9 @@ Fields:
   deterministic: deterministic ops (bit-identical resumes under TensorFlow and torch; slower).
   model.variant: a row of `matpac_keras.backbone.BACKBONE_VARIANTS`; model.embed_dim, depth and
     num_heads override it when set. model.max_frames: frames of the encoder's input.
-    model.dtype: a Keras dtype policy: "mixed_float16" (the paper's fp16 with dynamic loss
-    scaling), "mixed_bfloat16" or "float32".
+    model.dtype: "auto" (default: "mixed_bfloat16" where training runs on GPUs or TPUs,
+    "float32" on CPUs; `distribute.default_dtype_policy`) or a Keras dtype policy:
+    "mixed_float16" (the paper's fp16 with dynamic loss scaling), "mixed_bfloat16", "float32".
   model.*: the other arguments of `matpac_keras.pretrainer.MatpacPretrainer` (predictor and head
     sizes, mask ratio, alpha, temperatures, centre, EMA ramps, EMA order); the tau_t ramp's
     length is train.teacher_temperature_epochs, the EMA ramps span the run.
@@ -52,6 +53,11 @@ Fields:
     TensorBoard events. train.distribution: "single", "mirrored" or "multi_worker"
     (TensorFlow), "data_parallel" (JAX), see `matpac_keras.distribute`. train.verbose: Keras's
     fit verbosity (1: a progress bar, 2: a line per epoch, 0: silent).
+    train.steps_per_execution: steps run by one call of the compiled step, without returning
+    to Python in between (Keras's `compile(steps_per_execution=...)`: fewer host round trips on
+    an accelerator); log_every and checkpoint_every must be multiples of it.
+    train.jit_compile: "auto" (Keras's default: XLA under JAX, and under TensorFlow where every
+    op supports it), True (XLA, an error if it cannot) or False.
   optim.*: AdamW as PyTorch computes it: peak lr after a linear warm-up from 0, cosine decay to
     final_lr at the end; betas, epsilon, decoupled weight decay, global-norm clipping.
   evaluate.linear_probe: after training, a linear probe, pretrained against random init, on
@@ -74,7 +80,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.model.depth = config_dict.placeholder(int)
     config.model.num_heads = config_dict.placeholder(int)
     config.model.max_frames = 608
-    config.model.dtype = "mixed_float16"
+    config.model.dtype = "auto"  # bf16 on GPUs/TPUs, float32 on CPUs; the paper: mixed_float16
     config.model.predictor_dim = 512
     config.model.predictor_depth = 8
     config.model.predictor_heads = 16
@@ -116,6 +122,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.train.tensorboard = True
     config.train.distribution = "single"
     config.train.verbose = 1
+    config.train.steps_per_execution = 1
+    config.train.jit_compile = "auto"
 
     config.optim = config_dict.ConfigDict()
     config.optim.lr = 3e-4

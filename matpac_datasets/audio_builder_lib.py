@@ -11,6 +11,14 @@ folder a builder reads, e.g. `AudioFolderConfig.folder`) is read, whether or not
 through links; one whose real path is outside it is skipped and counted as `external_symlink`,
 unless the builder is created with `follow_external_symlinks=True`. So a manual dir of links
 into the user's own tree cannot make a builder read, and store, files from anywhere else.
+
+Apache Beam: a builder whose `_generate_examples` returns `self._split_examples(...)` (AudioSet,
+FSD50K, MTG-Jamendo) decodes its clips on Beam's workers when it is prepared with Beam options
+(`tfds build ... --beam_pipeline_options=runner=DirectRunner,direct_num_workers=8`, or
+`DownloadConfig(beam_options=..., beam_runner=...)`), and in this process otherwise; the examples
+are the same. Under Beam the skipped clips are counted with Beam counters (namespace
+`<builder>[<split>]`, one per reason) into the same `info.metadata["skipped"]`; their messages
+are in the workers' logs, not in `builder.skipped`.
 """
 
 from __future__ import annotations
@@ -209,12 +217,18 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         self.follow_external_symlinks = follow_external_symlinks
         self.skipped: list[SkippedFile] = []
         self._source_root: str | None = None
+        self._beam = False  # prepared with Beam options (see `_split_examples`)
+        self._beam_splits: dict[str, str] = {}  # Beam counter namespace -> split
 
     def _download_and_prepare(self, dl_manager, *args: Any, **kwargs: Any):
         try:
             self.set_source_root(dl_manager.manual_dir)
         except (AssertionError, ValueError, AttributeError):  # no manual dir given
             self._source_root = None
+        config = kwargs.get("download_config", args[0] if args else None)
+        beam_runner = getattr(config, "beam_runner", None)
+        self._beam = beam_runner is not None or getattr(config, "beam_options", None) is not None
+        self._beam_splits = {}
         return super()._download_and_prepare(dl_manager, *args, **kwargs)
 
     def set_source_root(self, root: epath.PathLike) -> None:
@@ -228,6 +242,55 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             metadata=tfds.core.MetadataDict(),
             **kwargs,
         )
+
+    def _split_examples(
+        self,
+        clips: Iterable[Clip],
+        split: str,
+        *,
+        min_seconds: float = 0.0,
+        missing_is_error: bool = True,
+    ):
+        """What `_generate_examples` returns for a split: the `_audio_examples` generator, or,
+        when the builder is prepared with Beam options, a Beam PTransform that creates the
+        clips and decodes them on the workers into the same (key, example) pairs (TFDS then
+        writes them with Beam). Arguments as for `_audio_examples`."""
+        if not self._beam:
+            return self._audio_examples(
+                clips, split, min_seconds=min_seconds, missing_is_error=missing_is_error
+            )
+        import apache_beam as beam
+
+        namespace = f"{self.name}[{split}]"
+        self._beam_splits[namespace] = split
+        decode = BeamDecode(
+            namespace,
+            _min_samples(min_seconds),
+            None if self.follow_external_symlinks else self._source_root,
+            self.skip_bad_files,
+            missing_is_error,
+        )
+        return beam.Create(list(clips)) | "Decode" >> beam.FlatMap(decode)
+
+    def _process_pipeline_result(self, pipeline_result) -> None:
+        """Under Beam: the skipped counts of every split (`BeamDecode`'s counters) into
+        `info.metadata["skipped"]`, as the in-process path records them."""
+        from apache_beam.metrics.metric import MetricsFilter
+
+        skipped = self.info.metadata.setdefault("skipped", {})
+        for split in self._beam_splits.values():
+            skipped[split] = {}
+        for counter in pipeline_result.metrics().query(MetricsFilter())["counters"]:
+            split = self._beam_splits.get(counter.key.metric.namespace)
+            if split is None:
+                continue
+            value = counter.committed if counter.committed is not None else counter.attempted
+            if value:
+                reason = counter.key.metric.name
+                skipped[split][reason] = skipped[split].get(reason, 0) + int(value)
+        for split, counts in skipped.items():
+            level = logging.WARNING if counts else logging.INFO
+            logging.log(level, "%s[%s]: skipped %s", self.name, split, counts)
 
     def _audio_examples(
         self,
@@ -246,7 +309,7 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           missing_is_error: whether an absent file raises when `skip_bad_files` is False
             (False for sets where absent clips are normal, e.g. AudioSet).
         """
-        min_samples = max(1, math.ceil(round(min_seconds * SAMPLE_RATE, 6)))
+        min_samples = _min_samples(min_seconds)
         counts: collections.Counter[str] = collections.Counter()
         written = 0
         boundary = None if self.follow_external_symlinks else self._source_root
@@ -270,6 +333,47 @@ class AudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         logging.log(
             level, "%s[%s]: wrote %d clips, skipped %s", self.name, split, written, dict(counts)
         )
+
+
+def _min_samples(min_seconds: float) -> int:
+    """Samples at 16 kHz of the shortest clip kept (at least 1)."""
+    return max(1, math.ceil(round(min_seconds * SAMPLE_RATE, 6)))
+
+
+class BeamDecode:
+    """A clip -> its (key, example), decoded on a Beam worker (`AudioBuilder._split_examples`).
+
+    An unusable clip is counted (Beam counter `namespace`/reason) and logged, or, if it is
+    fatal (undecodable; missing where `missing_is_error`) and not `skip_bad_files`, raised.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        min_samples: int,
+        boundary: str | None,
+        skip_bad_files: bool,
+        missing_is_error: bool,
+    ):
+        self.namespace = namespace
+        self.min_samples = min_samples
+        self.boundary = boundary
+        self.skip_bad_files = skip_bad_files
+        self.missing_is_error = missing_is_error
+
+    def __call__(self, clip: Clip) -> Iterator[tuple[str, dict[str, Any]]]:
+        import apache_beam as beam
+
+        result = _decode(clip, self.min_samples, self.boundary)
+        if isinstance(result, np.ndarray):
+            yield clip.key, {**clip.features, "audio": result}
+            return
+        reason, error = result
+        fatal = reason == BAD_AUDIO or (reason == MISSING and self.missing_is_error)
+        if fatal and not self.skip_bad_files:
+            raise error
+        beam.metrics.Metrics.counter(self.namespace, reason).inc()
+        logging.warning("%s: skipped %s (%s): %s", self.namespace, clip.key, reason, error)
 
 
 def _outside(path: epath.Path, boundary: str) -> str | None:

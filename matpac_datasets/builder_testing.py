@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,44 @@ from scipy import signal
 SAMPLE_RATE = 16000
 
 
-def prepare(builder_cls: type, manual_dir: os.PathLike | str | None, data_dir: str, **kwargs: Any):
-    """Builds `builder_cls` from `manual_dir` into `data_dir`; returns the builder."""
+def prepare(
+    builder_cls: type,
+    manual_dir: os.PathLike | str | None,
+    data_dir: str,
+    beam_options: Sequence[str] | None = None,
+    **kwargs: Any,
+):
+    """Builds `builder_cls` from `manual_dir` into `data_dir`; returns the builder.
+
+    With `beam_options` (Beam flags, e.g. `["--runner=DirectRunner"]`) it is prepared as
+    `tfds build --beam_pipeline_options=...` prepares it: through a Beam pipeline.
+    """
     builder = builder_cls(data_dir=data_dir, **kwargs)
     manual_dir = os.fspath(manual_dir) if manual_dir is not None else None
     config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    if beam_options is not None:
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        config = tfds.download.DownloadConfig(
+            manual_dir=manual_dir, beam_options=PipelineOptions(list(beam_options))
+        )
     builder.download_and_prepare(download_config=config)
     return builder
+
+
+def assert_same_builds(builder, other) -> None:
+    """Two prepared builders hold the same splits, examples (in the same order, every
+    feature equal) and skipped counts: e.g. a plain and a Beam build of one builder."""
+    assert set(builder.info.splits) == set(other.info.splits)
+    for split in builder.info.splits:
+        ours = list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+        theirs = list(tfds.as_numpy(other.as_dataset(split=split, shuffle_files=False)))
+        assert len(ours) == len(theirs) == builder.info.splits[split].num_examples, split
+        for a, b in zip(ours, theirs, strict=True):
+            assert sorted(a) == sorted(b), (split, sorted(a), sorted(b))
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{split}: {key}")
+    assert builder.info.metadata.get("skipped") == other.info.metadata.get("skipped")
 
 
 def examples(builder, split: str, key: str = "filename") -> dict[str, dict[str, Any]]:

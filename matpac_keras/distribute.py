@@ -48,7 +48,25 @@ def local_devices(device_type: str | None = None) -> list:
             if devices:
                 return [d.name for d in devices]
         return []
-    return keras.distribution.list_devices(device_type)
+    if keras.backend.backend() == "torch":  # Keras has no distribution API there
+        import torch
+
+        gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if device_type is None:
+            return gpus or ["cpu:0"]
+        return {"GPU": gpus, "CPU": ["cpu:0"]}.get(device_type.upper(), [])
+    try:
+        return keras.distribution.list_devices(device_type)
+    except RuntimeError:  # JAX: no platform of that type here
+        return []
+
+
+def default_dtype_policy() -> str:
+    """The dtype policy `model.dtype="auto"` means here: "mixed_bfloat16" where training runs
+    on GPUs or TPUs (bf16 needs no loss scaling, and tensor cores run it at full rate),
+    "float32" on CPUs (which gain little from it, and XLA:CPU has no float16 dot product)."""
+    accelerated = any(local_devices(kind) for kind in ("GPU", "TPU"))
+    return "mixed_bfloat16" if accelerated else "float32"
 
 
 @contextlib.contextmanager

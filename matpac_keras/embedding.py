@@ -495,34 +495,55 @@ class EmbeddingExtractor:
         batch, k = chunks.shape[:2]
         flat = chunks.reshape(batch * k, *chunks.shape[2:])
         outputs = [
-            keras.ops.convert_to_numpy(
-                self.features.predict_on_batch(flat[i : i + self.batch_size])
-            )
+            self._encode_batch(flat[i : i + self.batch_size])
             for i in range(0, len(flat), self.batch_size)
         ]
         encoded = np.concatenate(outputs, axis=0)
         return encoded.reshape(batch, k, *encoded.shape[1:])
 
+    def _encode_batch(self, windows: np.ndarray) -> np.ndarray:
+        """Windows [n, mels, t] (n up to `batch_size`) -> features [n, L, t / patch, F*D]."""
+        return keras.ops.convert_to_numpy(self.features.predict_on_batch(windows))
+
     def embed_clips(self, waveforms: list[np.ndarray], progress=None) -> list[ClipEmbeddings]:
         """Embeddings of clips of any lengths (1-D 16 kHz arrays), one ClipEmbeddings each.
 
-        Clips of equal length are encoded together, `batch_size` at a time; `progress`, if
-        given, is called with the number of clips finished after each batch.
+        The windows of all the clips are encoded together: windows of equal length (the full
+        ones, and the last ones that are as short) go in batches of `batch_size`, whatever
+        clip they come from (ten 10 s clips in precise mode: one batch of their ten 608-frame
+        windows, one of their ten 392-frame rests). `progress`, if given, is called with the
+        number of clips finished, once all are.
         """
-        by_length: dict[int, list[int]] = {}
-        for index, waveform in enumerate(waveforms):
-            by_length.setdefault(len(waveform), []).append(index)
-        results: list = [None] * len(waveforms)
-        for indices in by_length.values():
-            for start in range(0, len(indices), self.batch_size):
-                batch = indices[start : start + self.batch_size]
-                out = self.embed_waveforms(np.stack([waveforms[i] for i in batch]))
-                for row, index in enumerate(batch):
-                    results[index] = ClipEmbeddings(
-                        *(None if a is None else a[row] for a in vars(out).values())
-                    )
-                if progress is not None:
-                    progress(len(batch))
+        pools, groups = [], {}  # groups: window length -> [(clip, window number, window)]
+        for number, waveform in enumerate(waveforms):
+            waveform = np.asarray(waveform, dtype="float32")
+            if waveform.ndim != 1 or waveform.shape[0] < N_FFT:
+                raise ValueError(
+                    f"clip {number}: needs a 1-D waveform of at least {N_FFT} samples; "
+                    f"got shape {waveform.shape}"
+                )
+            frames = num_frames(waveform.shape[0])
+            logmel = _pad_frames(self._frontend(waveform)[None], self.padded_frames(frames))[0]
+            windows = self.windows(frames)
+            for k, (start, length) in enumerate(windows):
+                groups.setdefault(length, []).append((number, k, logmel[:, start : start + length]))
+            pools.append([None] * len(windows))
+        for members in groups.values():
+            for i in range(0, len(members), self.batch_size):
+                batch = members[i : i + self.batch_size]
+                encoded = self._encode_batch(np.stack([window for _, _, window in batch]))
+                for (number, k, _), features in zip(batch, encoded, strict=True):
+                    pools[number][k] = features
+        results = []
+        for encoded_windows in pools:
+            pool = self._pool(not self.overlapping)
+            for features in encoded_windows:  # time order
+                pool.add(features[None, None])
+            results.append(
+                ClipEmbeddings(*(None if a is None else a[0] for a in vars(pool.result()).values()))
+            )
+        if progress is not None:
+            progress(len(waveforms))
         return results
 
 

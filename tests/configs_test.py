@@ -9,6 +9,7 @@ from ml_collections import config_dict
 
 from matpac_keras.config_file import load_config
 from matpac_keras.demo.synthetic import NUM_CLASSES
+from matpac_keras.distribute import default_dtype_policy, local_devices
 from matpac_keras.schedules import StepBudget
 from matpac_keras.training.experiment import build_backbone, check_config, run_budget
 
@@ -78,7 +79,10 @@ def test_paper_config_is_the_papers_run():
     assert config.data.crop_frames == config.model.max_frames == 608
     backbone = build_backbone(config.model)
     assert (backbone.embed_dim, backbone.depth, backbone.num_heads) == (768, 12, 12)
-    assert backbone.dtype_policy.name == "mixed_float16"
+    assert config.model.dtype == "auto"  # bf16 on accelerators; the paper ran mixed_float16
+    on_accelerator = bool(local_devices("GPU") or local_devices("TPU"))
+    expected = "mixed_bfloat16" if on_accelerator else "float32"
+    assert backbone.dtype_policy.name == default_dtype_policy() == expected
     assert config.model.encoder_ema == (0.99995, 0.99999) and config.model.head_ema == (0.998, 1.0)
     plusplus = load("matpac_plusplus")
     assert plusplus.model.num_prediction_heads == 5 and config.model.num_prediction_heads == 1

@@ -94,3 +94,41 @@ def test_shorter_chunks_are_the_mean_of_their_crops(backbone, fixture_arrays):
     expected = np.mean([whole.embed_logmel(crop).embedding for crop in crops], axis=0)
     got = extractor.embed_logmel(logmel).embedding
     assert relative_error(got, expected) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"mode": "fast"}, {"layers": True}, {"chunk_frames": 64}, {"hop": 0.48}]
+)
+def test_windows_of_all_clips_are_batched_together(backbone, fixture_arrays, options):
+    """embed_clips encodes equal-length windows of different clips in one call (two 198-frame
+    clips: their two 128-frame windows together, their two 80-frame rests together), with each
+    clip's result equal to embedding it alone."""
+    waveform = fixture_arrays("embed")["waveform"]
+    clips = [waveform[0], waveform[1], waveform[1, :20000], waveform[0, :5000]]
+    extractor = EmbeddingExtractor(backbone, batch_size=8, **options)
+    calls = []
+    encode = extractor._encode_batch
+    extractor._encode_batch = lambda windows: calls.append(windows.shape) or encode(windows)
+    together = extractor.embed_clips(clips)
+    counts = {}  # window length -> windows of that length over all clips
+    for clip in clips:
+        for length in extractor.chunk_lengths(extractor.logmel(clip[None]).shape[2]):
+            counts[length] = counts.get(length, 0) + 1
+    expected = [(n, length) for length, count in counts.items() for n in _batches(count, 8)]
+    assert sorted((shape[0], shape[-1]) for shape in calls) == sorted(expected)
+    assert len(calls) < sum(counts.values())  # windows of different clips shared calls
+    extractor._encode_batch = encode
+    for clip, result in zip(clips, together, strict=True):
+        alone = extractor.embed_waveforms(clip[None])
+        np.testing.assert_allclose(result.embedding, alone.embedding[0], atol=1e-5)
+        if alone.frames is None:
+            assert result.frames is None
+        else:
+            np.testing.assert_allclose(result.frames, alone.frames[0], atol=1e-5)
+        if options.get("layers"):
+            np.testing.assert_allclose(result.layers, alone.layers[0], atol=1e-5)
+
+
+def _batches(count: int, size: int) -> list[int]:
+    """Sizes of the batches `count` windows make, `size` at most each."""
+    return [min(size, count - start) for start in range(0, count, size)]

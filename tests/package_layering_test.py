@@ -21,6 +21,7 @@ LAYERS = (
         "errors",
         "config_file",
         "outputs",
+        "embedding_shards",
         "workdir_lock",
         "model_path",
         "presets",
@@ -45,12 +46,13 @@ LAYERS = (
         "audio_classifier",
         "convert",
     ),
-    ("saving", "export", "hear", "tagging"),  # reading, writing, serving and applying models
+    # reading, writing, serving and applying models; other runtimes of the encoder
+    ("saving", "export", "encoder_runtime", "hear", "tagging"),
     ("data",),  # tf.data pipelines and sources
     ("evaluation",),  # probes, downstream tasks, fine-tuning
     ("training",),  # matpac-train's loop, and the AudioSet fine-tuning recipe built on it
     ("demo",),  # demo corpora and probe sources, given to training
-    ("cli",),  # the command-line programs
+    ("cli", "beam"),  # the command-line programs, and the Beam pipeline (one is `python -m`)
 )
 # (importer, imported): what removes it.
 KNOWN_BACK_EDGES: dict[tuple[str, str], str] = {}

@@ -100,6 +100,6 @@ class Builder(lib.AudioBuilder):
             )
             for ytid, (start, labels) in table.items()
         )
-        yield from self._audio_examples(
+        return self._split_examples(  # a Beam PTransform when built with Beam options
             clips, split, min_seconds=lib.PRETRAIN_MIN_SECONDS, missing_is_error=False
         )

@@ -39,6 +39,19 @@ class AudiosetTest(tfds.testing.DatasetBuilderTestCase):
         short = [s for s in builder.skipped if s.reason == "too_short"]
         self.assertEqual([s.key for s in short], ["-0SdAVK79lg"])
 
+    def test_beam_build_equals_the_plain_build(self):
+        # `tfds build ... --beam_pipeline_options=runner=DirectRunner`: clips decoded on Beam's
+        # workers, the same examples and skipped counts (missing and too-short clips).
+        plain = builder_testing.prepare(self.DATASET_CLASS, self.dummy_data, f"{self.tmp_dir}/a")
+        beamed = builder_testing.prepare(
+            self.DATASET_CLASS, self.dummy_data, f"{self.tmp_dir}/b", ["--runner=DirectRunner"]
+        )
+        builder_testing.assert_same_builds(plain, beamed)
+        self.assertEqual((len(plain.skipped), beamed.skipped), (2, []))  # decoded by Beam
+        self.assertEqual(beamed.info.metadata["skipped"]["balanced_train"]["too_short"], 1)
+        reloaded = self.DATASET_CLASS(data_dir=f"{self.tmp_dir}/b")
+        self.assertEqual(reloaded.info.metadata["skipped"], plain.info.metadata["skipped"])
+
     def test_ytid_candidates(self):
         self.assertIn("-0Bb2bxG4eU", audioset.ytid_candidates("Y-0Bb2bxG4eU_0.000"))
         self.assertIn("--PJHxphWEs", audioset.ytid_candidates("--PJHxphWEs_30000_40000"))

@@ -76,4 +76,4 @@ class Builder(lib.AudioBuilder):
             filename = f"{folder}/{row['fname']}.wav"
             features = {"labels": labels, "filename": filename, "split": split}
             clips.append(lib.Clip(key=filename, path=root / filename, features=features))
-        yield from self._audio_examples(clips, split)
+        return self._split_examples(clips, split)  # a Beam PTransform with Beam options

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -208,7 +208,7 @@ class Builder(lib.AudioBuilder):
 
     def _generate_examples(
         self, folder: epath.Path, tracks: list[Track], labels: Sequence[str], split: str
-    ) -> Iterator[tuple[str, dict]]:
+    ) -> Iterable[tuple[str, dict]]:  # or, built with Beam options, a beam.PTransform
         index = {label: i for i, label in enumerate(labels)}
         clips = (
             lib.Clip(
@@ -223,4 +223,4 @@ class Builder(lib.AudioBuilder):
             )
             for track in tracks
         )
-        yield from self._audio_examples(clips, split)
+        return self._split_examples(clips, split)  # a Beam PTransform with Beam options

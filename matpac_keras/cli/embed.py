@@ -1,15 +1,31 @@
-"""`matpac-embed`: clip embeddings of audio files with a MATPAC model, into one `.npz`.
+"""`matpac-embed`: clip embeddings of audio files with a MATPAC model, into one `.npz` or a
+folder of shards.
 
     matpac-embed --model matpac.keras --output emb.npz a.wav b.flac c.mp3
     matpac-embed --model matpac_plus --output emb.npz path/to/folder --input_list more.txt
     matpac-embed --model matpac.keras --output emb.npz --temporal_support=2 --hop=1 a.wav
+    matpac-embed --model matpac_plus --output embeddings/ --input_list audioset.txt
 
 Inputs are audio files, folders (their audio files, recursively, sorted) and with --input_list a
 text file of paths (one per line, relative to the list's folder; blank and `#` lines skipped).
-Files are decoded with soundfile (wav, flac, ogg, mp3), mixed to mono and resampled to 16 kHz.
-The `.npz` holds `files` [N], `embeddings` [N, F*D] (with --frames: [N, T, F*D], zero-padded to
-the longest clip, and `num_frames` [N]), `layers` [N, L, ...] with --layers, and with
---skip_errors the `skipped` files and their `errors`.
+Files are decoded with soundfile (wav, flac, ogg, mp3), mixed to mono and resampled to 16 kHz,
+by --decode_threads threads ahead of the encoder; --batch_size files are encoded at a time,
+all their windows together. Memory is bounded by the batch, not by the number of files.
+
+An --output ending in `.npz` (appended if missing) holds `files` [N], `embeddings` [N, F*D]
+(with --frames: [N, T, F*D], zero-padded to the longest clip, and `num_frames` [N]), `layers`
+[N, L, ...] with --layers, and with --skip_errors the `skipped` files and their `errors`.
+
+An --output ending in `/` (or an existing folder) is sharded, for any number of files
+(`matpac_keras.embedding_shards`): `manifest.json` (inputs and options), one
+`shard-KKKKK-of-NNNNN.npz` per --shard_size inputs (`files`, `input_index`, `embeddings`; with
+--frames `frames` [T, F*D], every clip's steps unpadded, one after the other, and
+`frame_offsets`; `layers`, `layer_frames`; `skipped`, `skipped_index`, `errors`), and last
+`index.csv` (file, shard, row, error). Each shard is written atomically when done: a run killed
+at any moment and started again with the same command skips the finished shards and ends with
+the same folder as an uninterrupted run (another command on that folder is refused, naming
+what differs, unless --overwrite). Headers are checked shard by shard: without --skip_errors a
+bad file stops the run at its shard, the shards before it kept.
 
 Temporal support: by default a clip is cut into chunks of the model's `max_frames` (6.08 s for
 the paper's model) and its embedding is the mean over all their time steps (precise mode).
@@ -24,16 +40,18 @@ the rest of the clip (zero-padded to a whole column, as precise mode's last chun
 --temporal_support the `.npz` also holds the `temporal_support` and `hop` used, in seconds.
 --frames needs non-overlapping windows (hop = S).
 
-The output is checked before any work (an existing one is refused without --overwrite; its
+The output is checked before any work (an existing `.npz` is refused without --overwrite; its
 folder must be writable) and written atomically: a run stopped at any moment leaves the old
 file, or none, never a truncated one (a run killed while writing leaves its hidden temporary,
-`.tmp-<name>.<pid>-<random>.npz`, beside it). Every file's header is read first, so a missing,
-unreadable or truncated file stops the run (or, with --skip_errors, is listed) before the
-embedding starts. Files longer than one chunk of the model are decoded and encoded block by
-block (`EmbeddingExtractor.embed_stream`): memory does not grow with their length, except
-with --frames, whose output does.
+`.tmp-<name>.<pid>-<random>.npz`, beside it). For a `.npz`, every file's header is read first,
+so a missing, unreadable or truncated file stops the run (or, with --skip_errors, is listed)
+before the embedding starts. Files longer than --batch_size windows are decoded and encoded
+block by block (`EmbeddingExtractor.embed_stream`): memory does not grow with their length,
+except with --frames, whose output does.
 """
 
+import csv
+import os
 import sys
 
 import numpy as np
@@ -46,8 +64,19 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "model", None, "A MATPAC model: a preset directory or a .keras file (backbone or pretrainer)."
 )
-flags.DEFINE_string("output", None, "The .npz file to write ('.npz' is appended if missing).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
+flags.DEFINE_string(
+    "output",
+    None,
+    "The .npz file to write ('.npz' is appended if missing), or a folder for shards: a path "
+    "ending in '/' or an existing folder.",
+)
+flags.DEFINE_bool("overwrite", False, "Replace an existing output file (or another job's shards).")
+flags.DEFINE_integer(
+    "shard_size", 1000, "Inputs per shard of a sharded --output folder.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "decode_threads", 2, "Threads decoding files ahead of the encoder.", lower_bound=1
+)
 flags.DEFINE_enum("mode", "precise", ["precise", "fast"], "Chunking mode (SPEC section 6).")
 flags.DEFINE_bool("frames", False, "Write per-time-step embeddings instead of clip means.")
 flags.DEFINE_bool("layers", False, "Also write every layer's embeddings.")
@@ -74,21 +103,27 @@ def _stack_padded(arrays: list[np.ndarray], time_axis: int) -> np.ndarray:
     return np.stack(padded)
 
 
+def _sharded(output: str) -> bool:
+    return output.endswith(("/", os.sep)) or os.path.isdir(output)
+
+
 def main(argv):
     from matpac_keras.audio import input_audio_files
 
     if len(argv) < 2 and FLAGS.input_list is None:
         raise app.UsageError("give audio files or folders after the flags, or --input_list")
     paths = input_audio_files(argv[1:], FLAGS.input_list)
-    from tqdm import tqdm
+    from matpac_keras.outputs import check_output
 
+    sharded = _sharded(FLAGS.output)
+    if sharded:
+        check_output(FLAGS.output, overwrite=True, folder=True, flag="--output")
+    else:
+        output = check_output(FLAGS.output, FLAGS.overwrite, suffix=".npz", flag="--output")
     from matpac_keras.embedding import EmbeddingExtractor
-    from matpac_keras.errors import InputError
-    from matpac_keras.file_embeddings import embed_files, skipped_arrays
-    from matpac_keras.outputs import atomic_output, check_output, with_suffix
+    from matpac_keras.file_embeddings import FileEmbedder
     from matpac_keras.saving import load_backbone
 
-    output = check_output(FLAGS.output, FLAGS.overwrite, suffix=".npz", flag="--output")
     backbone = load_backbone(FLAGS.model)
     window, hop = check_window_flags(backbone, FLAGS.temporal_support, FLAGS.hop)
     if FLAGS.frames and hop < window:
@@ -103,24 +138,71 @@ def main(argv):
         hop=FLAGS.hop,
         aggregate=FLAGS.aggregate,
     )
-    with tqdm(total=len(paths), desc="embedding", unit="file") as bar:
-        results, skipped = embed_files(
-            extractor, paths, FLAGS.skip_errors, FLAGS.frames, progress=bar.update
-        )
-    if not results:
-        raise InputError(f"no readable audio among the {len(paths)} files given")
-    kept = sorted(results)
-    clips = [results[i] for i in kept]
-    out = {"files": np.array([paths[i] for i in kept])}
-    if FLAGS.frames:
-        out["embeddings"] = _stack_padded([r.frames for r in clips], 0)
-        out["num_frames"] = np.array([len(r.frames) for r in clips])
-        if FLAGS.layers:
-            out["layers"] = _stack_padded([r.layer_frames for r in clips], 1)
+    embedder = FileEmbedder(extractor, FLAGS.skip_errors, FLAGS.frames, FLAGS.decode_threads)
+    if sharded:
+        _embed_sharded(embedder, paths)
     else:
-        out["embeddings"] = np.stack([r.embedding for r in clips])
+        _embed_npz(embedder, paths, output)
+
+
+def _embed_sharded(embedder, paths: list[str]) -> None:
+    """Embeds the pending shards of the --output folder, then writes its index."""
+    from tqdm import tqdm
+
+    from matpac_keras.embedding_shards import EmbeddingShards
+    from matpac_keras.file_embeddings import job_options
+
+    options = job_options(FLAGS.model, embedder.extractor, FLAGS.frames)
+    shards = EmbeddingShards.open(
+        FLAGS.output, paths, FLAGS.shard_size, options, FLAGS.overwrite, flag="--output"
+    )
+    pending = shards.pending()
+    done = len(paths) - sum(len(shards.ranges[k]) for k in pending)
+    if done:
+        print(f"resuming: {shards.count - len(pending)} of {shards.count} shards already done")
+    with tqdm(total=len(paths), initial=done, desc="embedding", unit="file") as bar:
+        for k in pending:
+            inputs = shards.ranges[k]
+            entries = list(
+                embedder.embed(paths[inputs.start : inputs.stop], inputs, progress=bar.update)
+            )
+            skipped = [(i, *embedder.skipped.pop(i)) for i in inputs if i in embedder.skipped]
+            shards.write(k, entries, skipped)
+    index = shards.write_index()
+    with open(index, newline="") as rows:
+        skipped = sum(1 for row in csv.DictReader(rows) if row["error"])
+    print(
+        f"wrote {shards.folder}/: {shards.count} shards of up to {FLAGS.shard_size} files, "
+        f"{len(paths) - skipped} clips, embeddings of {embedder.extractor.embedding_size}; "
+        f"index {index.name}" + (f", {skipped} skipped" if skipped else "")
+    )
+
+
+def _embed_npz(embedder, paths: list[str], output) -> None:
+    """Embeds every file into the one .npz --output."""
+    from tqdm import tqdm
+
+    from matpac_keras.errors import InputError
+    from matpac_keras.file_embeddings import skipped_arrays
+    from matpac_keras.outputs import atomic_output, with_suffix
+
+    with tqdm(total=len(paths), desc="embedding", unit="file") as bar:
+        clips = list(embedder.embed(paths, progress=bar.update))
+    skipped = embedder.skipped
+    if not clips:
+        raise InputError(f"no readable audio among the {len(paths)} files given")
+    out = {"files": np.array([path for _, path, _ in clips])}
+    results = [result for *_, result in clips]
+    if FLAGS.frames:
+        out["embeddings"] = _stack_padded([r.frames for r in results], 0)
+        out["num_frames"] = np.array([len(r.frames) for r in results])
         if FLAGS.layers:
-            out["layers"] = np.stack([r.layers for r in clips])
+            out["layers"] = _stack_padded([r.layer_frames for r in results], 1)
+    else:
+        out["embeddings"] = np.stack([r.embedding for r in results])
+        if FLAGS.layers:
+            out["layers"] = np.stack([r.layers for r in results])
+    extractor = embedder.extractor
     if FLAGS.temporal_support is not None:
         out.update(temporal_support=extractor.temporal_support, hop=extractor.hop)
     if FLAGS.skip_errors:
@@ -128,7 +210,7 @@ def main(argv):
     with atomic_output(output, overwrite=FLAGS.overwrite) as temporary:
         np.savez(temporary, **out)
     print(
-        f"wrote {with_suffix(FLAGS.output, '.npz')}: {len(kept)} clips, "
+        f"wrote {with_suffix(FLAGS.output, '.npz')}: {len(clips)} clips, "
         f"embeddings {out['embeddings'].shape}" + (f", {len(skipped)} skipped" if skipped else "")
     )
 

@@ -8,7 +8,7 @@ import keras
 from ml_collections import ConfigDict
 
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.distribute import KINDS
+from matpac_keras.distribute import KINDS, default_dtype_policy
 from matpac_keras.errors import InputError
 from matpac_keras.frontend import SAMPLE_RATE, num_frames
 from matpac_keras.optimizers import AdamW
@@ -30,6 +30,23 @@ def check_config(config: ConfigDict, source=None) -> None:
         if train[name] < 1:
             raise InputError(f"config.train.{name} must be at least 1; got {train[name]}")
     check_intervals(train.log_every, train.checkpoint_every)
+    steps = train.get("steps_per_execution", 1)
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"config.train.steps_per_execution must be at least 1; got {steps!r}")
+    if train.log_every % steps:
+        raise InputError(
+            f"config.train.log_every={train.log_every} must be a multiple of "
+            f"config.train.steps_per_execution={steps} (metrics are seen once per execution)"
+        )
+    if steps > 1 and keras.backend.backend() == "torch":
+        raise InputError(
+            f"config.train.steps_per_execution={steps}: Keras runs one step per call under "
+            "the torch backend; set it to 1 (or use TensorFlow or JAX)"
+        )
+    if train.get("jit_compile", "auto") not in ("auto", True, False):
+        raise InputError(
+            f"config.train.jit_compile must be 'auto', True or False; got {train.jit_compile!r}"
+        )
     if train.distribution not in KINDS:
         raise InputError(
             f"config.train.distribution must be one of {KINDS}; got {train.distribution!r}"
@@ -159,8 +176,9 @@ def build_backbone(model: ConfigDict) -> MatpacBackbone:
     built, so its weights are the first draws after seeding (the demo's random-init baseline
     is then the encoder the run started from)."""
     sizes = {k: model[k] for k in ("embed_dim", "depth", "num_heads") if model[k] is not None}
+    dtype = default_dtype_policy() if model.dtype == "auto" else model.dtype
     backbone = MatpacBackbone.from_variant(
-        model.variant, max_frames=model.max_frames, dtype=model.dtype, **sizes
+        model.variant, max_frames=model.max_frames, dtype=dtype, **sizes
     )
     backbone.build(None)
     return backbone

@@ -132,7 +132,11 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source) -> TrainResult:
     )
     with training_scope(config.train.distribution):
         pretrainer = build_pretrainer(config, budget)
-        pretrainer.compile(optimizer=build_optimizer(config.optim, budget))
+        pretrainer.compile(
+            optimizer=build_optimizer(config.optim, budget),
+            steps_per_execution=config.train.get("steps_per_execution", 1),
+            jit_compile=config.train.get("jit_compile", "auto"),
+        )
         checkpoint.remove_partial_files(workdir)
         latest = checkpoint.latest_checkpoint(workdir)
         metadata, start = {}, 0
