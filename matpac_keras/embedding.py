@@ -245,6 +245,10 @@ class EmbeddingExtractor:
         aggregate: "mean" (default: the mean over the windows' time steps, which with the
             default hop is the clip's precise embedding), "max" (element-wise maximum of the
             windows' step means) or "mean+max" (both, concatenated: 2 F*D features).
+        encoder: callable or None. Encodes windows instead of the backbone in Keras: float32
+            [n, mels, t] -> [n, L, t / patch, F*D], the function of
+            `TokenFeatures(backbone, all_layers=layers).predict_on_batch` (e.g. the ONNX
+            Runtime or OpenVINO encoders of `encoder_runtime`). Defaults to None (Keras).
 
     Example:
     >>> extractor = EmbeddingExtractor(backbone, temporal_support=2.0, hop=1.0)
@@ -263,6 +267,7 @@ class EmbeddingExtractor:
         temporal_support: float | None = None,
         hop: float | None = None,
         aggregate: str = "mean",
+        encoder: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
@@ -291,6 +296,7 @@ class EmbeddingExtractor:
         self.batch_size = batch_size
         self.frontend = LogMelSpectrogram()
         self.features = TokenFeatures(backbone, all_layers=layers)
+        self.encoder = encoder
 
     @property
     def temporal_support(self) -> float:
@@ -503,6 +509,8 @@ class EmbeddingExtractor:
 
     def _encode_batch(self, windows: np.ndarray) -> np.ndarray:
         """Windows [n, mels, t] (n up to `batch_size`) -> features [n, L, t / patch, F*D]."""
+        if self.encoder is not None:
+            return np.asarray(self.encoder(np.ascontiguousarray(windows, dtype="float32")))
         return keras.ops.convert_to_numpy(self.features.predict_on_batch(windows))
 
     def embed_clips(self, waveforms: list[np.ndarray], progress=None) -> list[ClipEmbeddings]:

@@ -211,4 +211,6 @@ def job_options(model: str, extractor: EmbeddingExtractor, frames: bool) -> dict
         "chunk_frames": extractor.chunk_frames,
         "hop_frames": extractor.hop_frames,
         "aggregate": extractor.aggregate,
+        "encoder": type(extractor.encoder).__name__ if extractor.encoder is not None else "keras",
+        "precision": getattr(extractor.encoder, "precision", "float32"),
     }

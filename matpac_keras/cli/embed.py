@@ -27,6 +27,12 @@ the same folder as an uninterrupted run (another command on that folder is refus
 what differs, unless --overwrite). Headers are checked shard by shard: without --skip_errors a
 bad file stops the run at its shard, the shards before it kept.
 
+--runtime=onnx or openvino runs the encoder in ONNX Runtime or OpenVINO (CPU) instead of
+Keras: the model is exported once (under KERAS_BACKEND=tensorflow) into the cache folder
+($MATPAC_ENCODER_CACHE, else ~/.cache/matpac_keras/encoders), keyed by its weights.
+--precision=bfloat16 (with openvino) computes in bfloat16: faster on CPUs with bf16
+instructions, at about 1e-2 relative error (benchmarks/embed.md).
+
 Temporal support: by default a clip is cut into chunks of the model's `max_frames` (6.08 s for
 the paper's model) and its embedding is the mean over all their time steps (precise mode).
 --temporal_support=S cuts it into windows of S seconds instead, one every --hop seconds
@@ -73,6 +79,20 @@ flags.DEFINE_string(
 flags.DEFINE_bool("overwrite", False, "Replace an existing output file (or another job's shards).")
 flags.DEFINE_integer(
     "shard_size", 1000, "Inputs per shard of a sharded --output folder.", lower_bound=1
+)
+flags.DEFINE_enum(
+    "runtime",
+    "keras",
+    ["keras", "onnx", "openvino"],
+    "What runs the encoder: Keras (the backend's), or ONNX Runtime / OpenVINO on the CPU "
+    "(exported from the model on first use and cached; needs the export extra).",
+)
+flags.DEFINE_enum(
+    "precision",
+    "float32",
+    ["float32", "bfloat16"],
+    "The encoder's arithmetic: bfloat16 (with --runtime=openvino) is faster on CPUs with bf16 "
+    "instructions, at about 1e-2 relative error.",
 )
 flags.DEFINE_integer(
     "decode_threads", 2, "Threads decoding files ahead of the encoder.", lower_bound=1
@@ -124,6 +144,8 @@ def main(argv):
     from matpac_keras.file_embeddings import FileEmbedder
     from matpac_keras.saving import load_backbone
 
+    if FLAGS.precision == "bfloat16" and FLAGS.runtime != "openvino":
+        raise app.UsageError("--precision=bfloat16 needs --runtime=openvino")
     backbone = load_backbone(FLAGS.model)
     window, hop = check_window_flags(backbone, FLAGS.temporal_support, FLAGS.hop)
     if FLAGS.frames and hop < window:
@@ -137,12 +159,26 @@ def main(argv):
         temporal_support=FLAGS.temporal_support,
         hop=FLAGS.hop,
         aggregate=FLAGS.aggregate,
+        encoder=_runtime_encoder(backbone),
     )
     embedder = FileEmbedder(extractor, FLAGS.skip_errors, FLAGS.frames, FLAGS.decode_threads)
     if sharded:
         _embed_sharded(embedder, paths)
     else:
         _embed_npz(embedder, paths, output)
+
+
+def _runtime_encoder(backbone):
+    """The --runtime's encoder of `backbone` (None: Keras's own)."""
+    if FLAGS.runtime == "keras":
+        return None
+    from matpac_keras.encoder_runtime import cached_encoder
+
+    options = {"precision": FLAGS.precision} if FLAGS.runtime == "openvino" else {}
+    try:
+        return cached_encoder(backbone, FLAGS.runtime, all_layers=FLAGS.layers, **options)
+    except (ImportError, ValueError) as error:  # no runtime installed; export needs TensorFlow
+        raise app.UsageError(f"--runtime={FLAGS.runtime}: {error}") from None
 
 
 def _embed_sharded(embedder, paths: list[str]) -> None:

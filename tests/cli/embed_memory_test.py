@@ -10,30 +10,18 @@ Backend-independent (single_backend): what bounds the memory is the chunking in
 encoding it calls is checked on all three by tests/embedding_stream_test.py).
 """
 
-import json
-import os
 import pathlib
-import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import soundfile as sf
 
-from matpac_keras.backbone import MatpacBackbone
+from tests.cli.run_cli import peak_rss, save_tiny_backbone
 
 pytestmark = pytest.mark.single_backend
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 RATE = 8000
-
-PEAK_OF = """
-import json, resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({"rc": done.returncode, "peak": peak, "out": done.stdout, "err": done.stderr}))
-"""
 
 
 def _write_noise(path: pathlib.Path, seconds: int) -> None:
@@ -45,26 +33,13 @@ def _write_noise(path: pathlib.Path, seconds: int) -> None:
 
 def _peak_rss(model: pathlib.Path, audio: pathlib.Path, output: pathlib.Path) -> int:
     command = [sys.executable, "-m", "matpac_keras.cli.embed", f"--model={model}"]
-    command += [f"--output={output}", "--batch_size=64", str(audio)]
-    wrapper = subprocess.run(
-        [sys.executable, "-c", PEAK_OF, *command],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"},
-        timeout=600,
-    )
-    result = json.loads(wrapper.stdout)
-    assert result["rc"] == 0, result["err"][-3000:]
-    assert "1 clips, embeddings (1, 160)" in result["out"]
-    return result["peak"]
+    peak, out = peak_rss(command + [f"--output={output}", "--batch_size=64", str(audio)], 600)
+    assert "1 clips, embeddings (1, 160)" in out
+    return peak
 
 
 def test_two_hours_peak_within_1_5x_of_ten_minutes(tmp_path):
-    keras.utils.set_random_seed(0)
-    backbone = MatpacBackbone(embed_dim=32, depth=1, num_heads=2, max_frames=256)
-    backbone.build(None)
-    backbone.save(tmp_path / "tiny.keras")
+    save_tiny_backbone(tmp_path / "tiny.keras", seed=0, max_frames=256)
     _write_noise(tmp_path / "ten_minutes.wav", 10 * 60)
     _write_noise(tmp_path / "two_hours.wav", 2 * 3600)  # 115 MB; 461 MB as 16 kHz float32
     short = _peak_rss(tmp_path / "tiny.keras", tmp_path / "ten_minutes.wav", tmp_path / "a.npz")

@@ -5,7 +5,6 @@ model. A wrapper process reports a command's peak RSS (`RUSAGE_CHILDREN`).
 """
 
 import csv
-import json
 import os
 import pathlib
 import signal
@@ -19,31 +18,18 @@ import pytest
 import soundfile as sf
 
 from matpac_keras.audio import load_audio
-from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.embedding import EmbeddingExtractor
 from matpac_keras.embedding_shards import read_shards
-from tests.cli.run_cli import run_cli
+from tests.cli.run_cli import peak_rss, run_cli, save_tiny_backbone
 
 pytestmark = pytest.mark.single_backend
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 RATE = 16000
-PEAK_OF = """
-import json, resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({"rc": done.returncode, "peak": peak, "out": done.stdout, "err": done.stderr}))
-"""
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> pathlib.Path:
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    keras.utils.set_random_seed(3)
-    backbone = MatpacBackbone(embed_dim=32, depth=1, num_heads=2, max_frames=256)
-    backbone.build(None)
-    backbone.save(path)
-    return path
+    return save_tiny_backbone(tmp_path_factory.mktemp("model") / "tiny.keras", 3, max_frames=256)
 
 
 def _write_clips(folder: pathlib.Path, count: int, seconds: float = 10.0, seed: int = 0):
@@ -68,17 +54,7 @@ def _command(model, output, *inputs, extra=()):
 
 
 def _peak_rss(command) -> int:
-    wrapper = subprocess.run(
-        [sys.executable, "-c", PEAK_OF, *command],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"},
-        timeout=900,
-    )
-    result = json.loads(wrapper.stdout)
-    assert result["rc"] == 0, result["err"][-3000:]
-    return result["peak"]
+    return peak_rss(command)[0]
 
 
 @pytest.mark.slow
