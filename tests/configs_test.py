@@ -80,6 +80,7 @@ def test_paper_config_is_the_papers_run():
     backbone = build_backbone(config.model)
     assert (backbone.embed_dim, backbone.depth, backbone.num_heads) == (768, 12, 12)
     assert config.model.dtype == "auto"  # bf16 on accelerators; the paper ran mixed_float16
+    assert config.train.jit_compile is True and config.train.steps_per_execution == 1
     on_accelerator = bool(local_devices("GPU") or local_devices("TPU"))
     expected = "mixed_bfloat16" if on_accelerator else "float32"
     assert backbone.dtype_policy.name == default_dtype_policy() == expected

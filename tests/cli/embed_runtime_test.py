@@ -1,0 +1,55 @@
+"""`matpac-embed --runtime=onnx|openvino [--precision=bfloat16]`: the encoder exported once
+(cached by its weights), run outside Keras, gives Keras's embeddings (float32: within 1e-5;
+OpenVINO bfloat16: within 3e-2 relative, faster only on CPUs with bf16 instructions)."""
+
+import pathlib
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.cli.run_cli import run_cli, save_tiny_backbone
+
+pytestmark = pytest.mark.single_backend
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> pathlib.Path:
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    return save_tiny_backbone(path, seed=5, depth=2, max_frames=96)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> pathlib.Path:
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(2)
+    for i, seconds in enumerate([0.5, 1.3, 4.0]):  # one window, two, several (streamed)
+        sf.write(folder / f"{i}.wav", rng.uniform(-0.5, 0.5, int(seconds * 16000)), 16000)
+    return folder
+
+
+def _embed(model, clips, output, *flags, **env):
+    run_cli("embed", f"--model={model}", f"--output={output}", "--batch_size=2", *flags,
+            str(clips), **env)  # fmt: skip
+    with np.load(output) as out:
+        return out["embeddings"]
+
+
+def test_onnx_and_openvino_equal_keras(model, clips, tmp_path):
+    cache = {"MATPAC_ENCODER_CACHE": str(tmp_path / "cache")}
+    keras_out = _embed(model, clips, tmp_path / "keras.npz")
+    scale = np.abs(keras_out).max()
+    for runtime in ("onnx", "openvino"):
+        out = _embed(model, clips, tmp_path / f"{runtime}.npz", f"--runtime={runtime}", **cache)
+        np.testing.assert_allclose(out, keras_out, atol=1e-5 * scale, err_msg=runtime)
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # one export per runtime, kept
+    bf16 = _embed(model, clips, tmp_path / "bf16.npz", "--runtime=openvino",
+                  "--precision=bfloat16", **cache)  # fmt: skip
+    relative = np.abs(bf16 - keras_out).max() / scale
+    assert relative < 3e-2, relative
+
+
+def test_bfloat16_needs_openvino(model, clips, tmp_path):
+    result = run_cli("embed", f"--model={model}", f"--output={tmp_path / 'x.npz'}",
+                     "--precision=bfloat16", str(clips), ok=False)  # fmt: skip
+    assert "--precision=bfloat16 needs --runtime=openvino" in result.stderr
