@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.optim.lr = 5e-4
     config.optim.final_lr = 1e-5
     config.evaluate.linear_probe = True
-    config.train.jit_compile = "auto"  # small models on a CPU: no XLA compilation to wait for
+    config.train.jit_compile = None  # small models on a CPU: no XLA compilation to wait for
     if arg == "tiny":
         config.train.update(dict(epochs=4.0, warmup_epochs=1.0, teacher_temperature_epochs=1.0))
         config.train.update(dict(checkpoint_every=2, keep_checkpoints=100, tensorboard=False))

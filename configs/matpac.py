@@ -58,8 +58,8 @@ Fields:
     an accelerator); log_every and checkpoint_every must be multiples of it.
     train.jit_compile: True (the paper config: the whole step, EMA, centre and schedules, compiled
     by XLA under TensorFlow and JAX; on a CPU 1.18x Keras's default there,
-    benchmarks/train_throughput.md), "auto" (Keras's default: XLA under JAX, and under
-    TensorFlow on a GPU; the demo and test configs, which compile faster without it) or False.
+    benchmarks/train_throughput.md), None (Keras's "auto": XLA under JAX, and under TensorFlow
+    on a GPU; the demo and test configs, which compile faster without it) or False.
   optim.*: AdamW as PyTorch computes it: peak lr after a linear warm-up from 0, cosine decay to
     final_lr at the end; betas, epsilon, decoupled weight decay, global-norm clipping.
   evaluate.linear_probe: after training, a linear probe, pretrained against random init, on
@@ -125,9 +125,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.train.distribution = "single"
     config.train.verbose = 1
     config.train.steps_per_execution = 1
-    config.train.jit_compile = (
-        True  # the whole step in XLA (1.18x on a CPU too, train_throughput.md)
-    )
+    # The whole step in XLA (1.18x on a CPU too, benchmarks/train_throughput.md); None: "auto".
+    config.train.jit_compile = config_dict.placeholder(bool)
+    config.train.jit_compile = True
 
     config.optim = config_dict.ConfigDict()
     config.optim.lr = 3e-4
@@ -163,4 +163,4 @@ def _runlocal(config: config_dict.ConfigDict) -> None:
     config.data.crop_frames = 32
     config.train.update(dict(global_batch_size=4, epochs=1.0, warmup_epochs=0.4))
     config.train.update(dict(teacher_temperature_epochs=0.4, log_every=1, checkpoint_every=5))
-    config.train.jit_compile = "auto"
+    config.train.jit_compile = None

@@ -97,7 +97,7 @@ def test_shorter_chunks_are_the_mean_of_their_crops(backbone, fixture_arrays):
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"mode": "fast"}, {"layers": True}, {"chunk_frames": 64}, {"hop": 0.48}]
+    "options", [{}, {"mode": "fast", "layers": True}, {"chunk_frames": 64, "hop": 0.48}]
 )
 def test_windows_of_all_clips_are_batched_together(backbone, fixture_arrays, options):
     """embed_clips encodes equal-length windows of different clips in one call (two 198-frame

@@ -43,9 +43,10 @@ def check_config(config: ConfigDict, source=None) -> None:
             f"config.train.steps_per_execution={steps}: Keras runs one step per call under "
             "the torch backend; set it to 1 (or use TensorFlow or JAX)"
         )
-    if train.get("jit_compile", "auto") not in ("auto", True, False):
+    if train.get("jit_compile") not in (None, True, False):
         raise InputError(
-            f"config.train.jit_compile must be 'auto', True or False; got {train.jit_compile!r}"
+            f"config.train.jit_compile must be True, False or None (auto); got "
+            f"{train.jit_compile!r}"
         )
     if train.distribution not in KINDS:
         raise InputError(

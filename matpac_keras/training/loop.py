@@ -135,7 +135,7 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source) -> TrainResult:
         pretrainer.compile(
             optimizer=build_optimizer(config.optim, budget),
             steps_per_execution=config.train.get("steps_per_execution", 1),
-            jit_compile=config.train.get("jit_compile", "auto"),
+            jit_compile=_or_auto(config.train.get("jit_compile")),
         )
         checkpoint.remove_partial_files(workdir)
         latest = checkpoint.latest_checkpoint(workdir)
@@ -170,6 +170,11 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source) -> TrainResult:
         )
         _write_json(workdir / "probe.json", result.probe)
     return result
+
+
+def _or_auto(jit_compile: bool | None):
+    """config.train.jit_compile for `compile`: None is Keras's "auto"."""
+    return "auto" if jit_compile is None else jit_compile
 
 
 def _fit(config, workdir, pretrainer, data, total_steps: int, start: int, metadata: dict):

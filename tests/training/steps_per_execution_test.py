@@ -58,11 +58,19 @@ def test_two_steps_per_execution_trains_as_one(tmp_path):
     [
         ("steps_per_execution", 0, "steps_per_execution must be at least 1"),
         ("steps_per_execution", 3, "log_every=2 must be a multiple of .*steps_per_execution=3"),
-        ("jit_compile", "yes", "jit_compile must be 'auto', True or False"),
     ],
 )
 def test_bad_fields_are_named(field, value, message):
     config = _tiny(1)
     config.train[field] = value
     with pytest.raises(InputError, match=message):
+        check_config(config)
+
+
+@pytest.mark.single_backend
+def test_jit_compile_takes_true_false_or_none():
+    config = _tiny(1)
+    assert config.train.jit_compile is None  # Keras's "auto" for the small configs
+    for value in (True, False, None):
+        config.train.jit_compile = value
         check_config(config)
