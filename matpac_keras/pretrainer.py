@@ -38,6 +38,7 @@ AVERAGED_LOGS = (
     "teacher_perplexity",
     "teacher_classes",
     "argmax_agreement",
+    "center_norm",
 )
 
 
@@ -54,8 +55,10 @@ class MatpacPretrainer(keras_hub.models.Task):
     counter (which drives tau_t, the EMA decays and the MATPAC++ temperature) then advances.
     The teachers and the centre are float32, non-trainable, and changed only by that step.
     Logs: running means over the epoch of loss, loss_cls, loss_pred, grad_norm (before
-    clipping) and the collapse monitors (SPEC section 4; under `tf.distribute` these are
-    per-replica values averaged over the replicas), and this step's lr and teacher_temp (tau_t).
+    clipping), the collapse monitors (SPEC section 4) and center_norm (the centre's L2 norm after
+    this step's update; it nears the norm of one one-hot vector when the teacher collapses to a
+    class) (under `tf.distribute` these are per-replica values averaged over the replicas), and
+    this step's lr and teacher_temp (tau_t).
     Under mixed_float16 a step the loss scaler skips still moves the teachers, the centre and
     the step counter.
 
@@ -410,7 +413,8 @@ class MatpacPretrainer(keras_hub.models.Task):
         teacher_output = outputs[
             "teacher_probs" if self.center_on == "probabilities" else "teacher_logits"
         ]
-        self.center.assign(center_update(self.center, teacher_output, self.center_momentum))
+        center = center_update(self.center, teacher_output, self.center_momentum)
+        self.center.assign(center)
         self.step.assign_add(1)
         values = {
             "loss": outputs["loss"],
@@ -423,6 +427,7 @@ class MatpacPretrainer(keras_hub.models.Task):
                 outputs["student_logits"],
                 outputs["teacher_probs"],
             ),
+            "center_norm": ops.sqrt(ops.sum(ops.square(center))),
         }
         for tracker in self._trackers:
             tracker.update_state(values[tracker.name])

@@ -35,6 +35,7 @@ LOG_KEYS = {
     "teacher_perplexity",
     "teacher_classes",
     "argmax_agreement",
+    "center_norm",
 }
 
 
@@ -88,6 +89,9 @@ def test_one_step_reproduces_official_step(train_full_state, fixture_arrays):
     assert logs["grad_norm"] == pytest.approx(float(step["grad_norm"]), rel=1e-5)
     assert logs["teacher_temp"] == pytest.approx(float(step["teacher_temp"]), rel=1e-6)
     assert logs["lr"] == pytest.approx(1e-3, rel=1e-6)
+    center_norm = np.linalg.norm(step["center_after"].astype("float64"))
+    assert logs["center_norm"] == pytest.approx(center_norm, rel=1e-5)
+    assert abs(center_norm - np.linalg.norm(step["center_before"])) > 1e-2  # the update shows
 
 
 def _teacher_variables(model) -> list:
