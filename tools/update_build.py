@@ -1,7 +1,8 @@
 """Regenerates the top-level Bazel BUILD file from the Python files on disk.
 
-One `py_library` per module under matpac_keras/ and matpac_datasets/ and per helper under tests/
-(conftest.py, shared references), with deps read from its imports (a builder's library carries
+One `py_library` per module under matpac_keras/ and matpac_datasets/, per helper under tests/
+(conftest.py, shared references) and per module of benchmarks/corpora/ (small corpora tests
+read), with deps read from its imports (a builder's library carries
 the non-Python files of its folder, e.g. split lists, as data); one `py_test` per
 tests/**/*_test.py and matpac_datasets/**/*_test.py (with the builder's dummy_data/), run
 through tests/pytest_runner.py, depending on every library it imports and on the conftest.py
@@ -23,7 +24,11 @@ import sys
 LIBRARY_ROOT = "matpac_keras"
 DATASETS_ROOT = "matpac_datasets"
 TEST_ROOT = "tests"
-ROOTS = (LIBRARY_ROOT, DATASETS_ROOT, TEST_ROOT)
+BENCHMARKS_ROOT = "benchmarks"
+ROOTS = (LIBRARY_ROOT, DATASETS_ROOT, TEST_ROOT, BENCHMARKS_ROOT)
+# Of benchmarks/, only the modules tests import get libraries (the benchmark scripts are run by
+# hand and need packages the tests do not install): its __init__.py and the corpora/ package.
+BENCHMARK_LIBRARIES = (f"{BENCHMARKS_ROOT}/__init__.py", f"{BENCHMARKS_ROOT}/corpora/")
 TEST_FOLDERS = (TEST_ROOT, DATASETS_ROOT)
 DUMMY_DATA = "dummy_data"
 RUNNER = "tests/pytest_runner.py"
@@ -174,7 +179,9 @@ def python_files(root: pathlib.Path) -> list[str]:
     files = []
     for top in ROOTS:
         for path in (root / top).rglob("*.py"):
-            files.append(path.relative_to(root).as_posix())
+            relative = path.relative_to(root).as_posix()
+            if top != BENCHMARKS_ROOT or relative.startswith(BENCHMARK_LIBRARIES):
+                files.append(relative)
     return sorted(files)
 
 

@@ -1,0 +1,1 @@
+"""Small real labelled audio corpora for pretraining benchmarks, rendered or read locally."""
