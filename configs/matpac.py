@@ -27,8 +27,10 @@ Fields:
     "float32" on CPUs; `distribute.default_dtype_policy`) or a Keras dtype policy:
     "mixed_float16" (the paper's fp16 with dynamic loss scaling), "mixed_bfloat16", "float32".
   model.*: the other arguments of `matpac_keras.pretrainer.MatpacPretrainer` (predictor and head
-    sizes, mask ratio, alpha, temperatures, centre, EMA ramps, EMA order); the tau_t ramp's
-    length is train.teacher_temperature_epochs, the EMA ramps span the run.
+    sizes, mask ratio, alpha, temperatures, centre, EMA ramps, EMA order, teacher_init: "copy",
+    the teachers start as copies of the students, or "independent", the official code's own
+    draws, see benchmarks/pretrain_vs_authors.md); the tau_t ramp's length is
+    train.teacher_temperature_epochs, the EMA ramps span the run.
   data.source: "synthetic" (the demo corpus, sized by data.synthetic), a prepared TFDS dataset
     directory (holding dataset_info.json, read with data.split; any `matpac_datasets` builder)
     or a folder of audio files (searched recursively by extension; data.exclude: comma-separated
@@ -100,6 +102,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.model.encoder_ema = (0.99995, 0.99999)
     config.model.head_ema = (0.998, 1.0)
     config.model.ema_order = "before_update"
+    config.model.teacher_init = "copy"  # or "independent": the official code's initialisation
 
     config.data = config_dict.ConfigDict()
     config.data.source = config_dict.placeholder(str)

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from matpac_keras.layers import gelu, l2_normalize
+from matpac_keras.layers import TORCH_LINEAR_DEFAULT, gelu, l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
@@ -11,7 +11,10 @@ class WeightNormDense(keras.layers.Layer):
     """Bias-free Dense with weight normalisation: kernel = g * v / ||v|| per output unit.
 
     `g` ([units]) and `v` ([in, units], Keras layout) are separate weights, as in PyTorch's
-    `weight_norm`, so an EMA can average them separately. `g` starts at 1.
+    `weight_norm`, so an EMA can average them separately. `g` starts at 1, and `v` as the
+    official head's (DINO's) weight-normed `nn.Linear` is left by PyTorch's default
+    initialisation: uniform in +-1/sqrt(inputs) (the model's Xavier re-initialisation does not
+    reach `v`).
     """
 
     def __init__(self, units: int, **kwargs):
@@ -20,7 +23,7 @@ class WeightNormDense(keras.layers.Layer):
 
     def build(self, input_shape):
         self.v = self.add_weight(
-            shape=(input_shape[-1], self.units), initializer="glorot_uniform", name="v"
+            shape=(input_shape[-1], self.units), initializer=TORCH_LINEAR_DEFAULT, name="v"
         )
         self.g = self.add_weight(shape=(self.units,), initializer="ones", name="g")
 

@@ -6,6 +6,9 @@ from keras import ops
 
 LAYER_NORM_EPSILON = 1e-6
 _SQRT_HALF = float(np.sqrt(0.5))
+# PyTorch's default initialisation of an nn.Linear weight or a conv bias, kept by the official
+# code where its Xavier re-initialisation does not reach: uniform in +-1/sqrt(fan_in).
+TORCH_LINEAR_DEFAULT = keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
 
 
 def gelu(x):
@@ -63,6 +66,8 @@ class PatchEmbedding(keras.layers.Layer):
         self.projection = keras.layers.Dense(
             embed_dim,
             kernel_initializer="glorot_uniform",
+            # the official conv's bias keeps PyTorch's default: +-1/sqrt(fan_in), fan_in = p * p
+            bias_initializer=keras.initializers.RandomUniform(-1 / patch_size, 1 / patch_size),
             dtype=self.dtype_policy,
             name="projection",
         )

@@ -26,6 +26,7 @@ from matpac_keras.train_steps.dispatch import backend_train_step
 
 CENTER_ON = ("probabilities", "logits")
 EMA_ORDERS = ("before_update", "after_update")
+TEACHER_INITS = ("copy", "independent")
 BATCH_KEYS = ("source", "waveform", "ids_shuffle")
 # Logged as running means over the epoch; "lr" and "teacher_temp" (tau_t) are logged as is.
 AVERAGED_LOGS = (
@@ -87,6 +88,11 @@ class MatpacPretrainer(keras_hub.models.Task):
             294816 (the paper's run).
         ema_order: "before_update" (the official code: EMA with the pre-update student, none at
             step 0) or "after_update" (DINO, M2D: EMA with the updated student, every step).
+        teacher_init: "copy" (default, SPEC section 3: both teachers start as exact copies of
+            their students, as M2D and DINO do) or "independent" (the official code's quirk:
+            the teacher encoder keeps its own Xavier draw, and the teacher head its own MLP
+            draw, normal(0.02) weights and zero biases, sharing only the weight-normed last
+            layer with the student). Initial values only: it matters to runs from scratch.
         seed: int or None. Seed of the masks (with the step counter). Defaults to None
             (random; pass one for runs that resume from a checkpoint with the same masks).
         preprocessor: None (the inputs are normalised log-mels; compute them in the input
@@ -123,6 +129,7 @@ class MatpacPretrainer(keras_hub.models.Task):
         head_ema: tuple = (0.998, 1.0),
         total_steps: int = 294816,
         ema_order: str = "before_update",
+        teacher_init: str = "copy",
         seed: int | None = None,
         preprocessor=None,
         compile: bool = True,
@@ -130,6 +137,7 @@ class MatpacPretrainer(keras_hub.models.Task):
     ):
         _check_choice("center_on", center_on, CENTER_ON)
         _check_choice("ema_order", ema_order, EMA_ORDERS)
+        _check_choice("teacher_init", teacher_init, TEACHER_INITS)
         if not 0.0 <= center_momentum <= 1.0:
             raise ValueError(f"center_momentum must be in [0, 1]; got {center_momentum}")
         if int(total_steps) < 1:
@@ -174,6 +182,7 @@ class MatpacPretrainer(keras_hub.models.Task):
         self.head_ema = tuple(head_ema)
         self.total_steps = int(total_steps)
         self.ema_order = ema_order
+        self.teacher_init = teacher_init
         self.seed = seed
         # Task.__init__ would compile before the layers exist: compiling comes last.
         super().__init__(dtype=dtype, compile=False, **kwargs)
@@ -240,7 +249,10 @@ class MatpacPretrainer(keras_hub.models.Task):
             name="step",
         )
         self.built = True
-        self.copy_students_to_teachers()
+        if self.teacher_init == "copy":
+            self.copy_students_to_teachers()
+        else:
+            self.initialize_independent_teachers()
 
     def teacher_pairs(self) -> tuple[list, list]:
         """(student, teacher) variable pairs of the encoder trunk and of the classification head.
@@ -265,6 +277,20 @@ class MatpacPretrainer(keras_hub.models.Task):
             for student, teacher in pairs:
                 # A copy: on JAX, a shared buffer could not be donated to the train step.
                 teacher.assign(ops.copy(ops.cast(student, teacher.dtype)))
+
+    def initialize_independent_teachers(self) -> None:
+        """The official code's teachers (`teacher_init="independent"`): the teacher encoder keeps
+        the Xavier draw it was built with; the teacher head's MLP gets weights from
+        normal(0.02) (their `trunc_normal_(std=0.02)`, whose cut at +-2 is 100 std away) and
+        zero biases; its weight-normed last layer (g, v) is the student's."""
+        normal = keras.initializers.RandomNormal(stddev=0.02)
+        for dense in self.teacher_head.mlp:
+            dense.kernel.assign(normal(dense.kernel.shape, dtype="float32"))
+            dense.bias.assign(ops.zeros(dense.bias.shape, dtype="float32"))
+        for student, teacher in zip(
+            self.student_head.last_layer.weights, self.teacher_head.last_layer.weights, strict=True
+        ):
+            teacher.assign(ops.copy(ops.cast(student, teacher.dtype)))
 
     def teacher_temperature_at(self, step):
         start, end, steps = self.teacher_temperature
@@ -508,6 +534,7 @@ class MatpacPretrainer(keras_hub.models.Task):
             "head_ema": self.head_ema,
             "total_steps": self.total_steps,
             "ema_order": self.ema_order,
+            "teacher_init": self.teacher_init,
             "seed": self.seed,
         }
 

@@ -110,3 +110,17 @@ def test_output_shape(shape):
     x = np.zeros(shape, "float32")
     assert tuple(head(x).shape) == (*shape[:-1], CLASSES)
     assert head.compute_output_shape(shape) == (*shape[:-1], CLASSES)
+
+
+def test_v_starts_as_pytorch_linear_default():
+    """The official head's weight-normed nn.Linear keeps PyTorch's default initialisation,
+    uniform in +-1/sqrt(inputs) (Xavier, which the rest of the model gets, would give rows of
+    another norm: the step size of v's direction depends on it)."""
+    keras.utils.set_random_seed(0)
+    layer = WeightNormDense(512)
+    layer.build((None, 64))
+    v = keras.ops.convert_to_numpy(layer.v)
+    bound = 1 / np.sqrt(64)
+    assert np.abs(v).max() <= bound
+    assert np.abs(v).max() > 0.99 * bound  # uniform up to the bound, not narrower
+    assert np.std(v) == pytest.approx(bound / np.sqrt(3), rel=0.02)

@@ -180,3 +180,13 @@ def test_each_layer_gets_its_own_random_initial_weights():
     proj = keras.ops.convert_to_numpy(block.attn.proj.kernel).ravel()
     assert not np.allclose(fc1, fc2)  # same element count: a shared initialiser made them equal
     assert not np.allclose(qkv[: proj.size], proj)
+
+
+def test_patch_bias_starts_as_pytorch_conv_default():
+    """The official patch conv's bias keeps PyTorch's default: uniform in +-1/sqrt(p * p)."""
+    keras.utils.set_random_seed(0)
+    layer = PatchEmbedding(4096, patch_size=16)
+    layer.build((None, 80, 32))
+    bias = keras.ops.convert_to_numpy(layer.projection.bias)
+    assert np.abs(bias).max() <= 1 / 16
+    assert np.std(bias) == pytest.approx(1 / 16 / np.sqrt(3), rel=0.05)

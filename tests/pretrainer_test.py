@@ -72,3 +72,36 @@ def test_a_preprocessor_is_refused():
     backbone = MatpacBackbone(embed_dim=32, depth=1, num_heads=2, max_frames=64)
     with pytest.raises(ValueError, match="preprocessor must be None"):
         MatpacPretrainer(backbone, preprocessor=object())
+
+
+def _values(layer) -> list:
+    return [keras.ops.convert_to_numpy(w) for w in layer.weights]
+
+
+def test_teachers_start_as_copies_by_default():
+    model = tiny_pretrainer()
+    for student, teacher in zip(*(_values(model.backbone.encoder), _values(model.teacher_encoder))):
+        np.testing.assert_array_equal(student, teacher)
+    for student, teacher in zip(_values(model.student_head), _values(model.teacher_head)):
+        np.testing.assert_array_equal(student, teacher)
+
+
+def test_independent_teachers_as_the_official_code():
+    """teacher_init="independent": the teacher encoder its own Xavier draw, the teacher head
+    MLP normal(0.02) with zero biases, only the weight-normed last layer shared."""
+    model = tiny_pretrainer(teacher_init="independent", head_hidden_dim=256)
+    for student, teacher in zip(_values(model.backbone.encoder), _values(model.teacher_encoder)):
+        if student.ndim == 2:  # kernels: other draws of the same distribution
+            assert not np.allclose(student, teacher)
+            assert np.std(teacher) == pytest.approx(np.std(student), rel=0.2)
+    for dense in model.teacher_head.mlp:
+        kernel, bias = (keras.ops.convert_to_numpy(w) for w in (dense.kernel, dense.bias))
+        assert np.std(kernel) == pytest.approx(0.02, rel=0.05)
+        np.testing.assert_array_equal(bias, 0)
+    for student, teacher in zip(
+        _values(model.student_head.last_layer), _values(model.teacher_head.last_layer)
+    ):
+        np.testing.assert_array_equal(student, teacher)
+    assert MatpacPretrainer.from_config(model.get_config()).teacher_init == "independent"
+    with pytest.raises(ValueError, match="teacher_init"):
+        tiny_pretrainer(teacher_init="random")

@@ -208,6 +208,7 @@ def build_pretrainer(config: ConfigDict, budget: StepBudget) -> MatpacPretrainer
         head_ema=tuple(m.head_ema),
         total_steps=budget.total_steps,
         ema_order=m.ema_order,
+        teacher_init=m.teacher_init,
         seed=config.seed,
         dtype=m.dtype,
         compile=False,  # the run compiles it with its own optimizer
