@@ -43,7 +43,7 @@ OTHER = {"synthetic": "fsdd", "fsdd": "synthetic"}
 def _train(name: str, corpus: str, init_from: str | None) -> dict:
     """One `matpac-train` run of --steps steps on `corpus`; its probe.json, wall time, stdout."""
     config, overrides, clips, batch = CORPORA[corpus]
-    epochs = FLAGS.steps * batch / clips
+    epochs = (FLAGS.steps + 0.5) * batch / clips  # floor(epochs * clips / batch) = steps
     workdir = pathlib.Path(FLAGS.workdir) / name
     command = [
         "matpac-train",
@@ -51,7 +51,7 @@ def _train(name: str, corpus: str, init_from: str | None) -> dict:
         f"--workdir={workdir}",
         *overrides,
         f"--config.data.num_examples={clips}",
-        f"--config.train.epochs={epochs:.6g}",
+        f"--config.train.epochs={epochs:.8g}",
         f"--config.train.warmup_epochs={epochs / 10:.6g}",
         f"--config.train.teacher_temperature_epochs={epochs / 5:.6g}",
         "--config.train.verbose=0",
