@@ -18,6 +18,7 @@ checkpoint gives all of it (student, predictor, heads, teachers, centre). Either
 counter, the optimizer state and the schedules start at 0, and the mask generator is the run's.
 """
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -174,23 +175,18 @@ def _effective(model: ConfigDict, field: str):
     return value
 
 
-class _naming:
-    """Re-raises an InputError as one naming config.init_from and the path first."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if error is None or not isinstance(error, (InputError, FileNotFoundError)):
-            return False
+@contextlib.contextmanager
+def _naming(path: str):
+    """Re-raises an InputError (or a missing file) as one naming config.init_from and the
+    path first; one that names its config field already passes as it is."""
+    try:
+        yield
+    except (InputError, FileNotFoundError) as error:
         message = str(error)
-        if message.startswith("config."):  # names its field already
-            return False
-        message = message.split(f"{self.path}: ", 1)[-1] if self.path in message else message
-        raise InputError(f"{FIELD} {self.path}: {message}") from error
+        if message.startswith("config."):
+            raise
+        message = message.split(f"{path}: ", 1)[-1]
+        raise InputError(f"{FIELD} {path}: {message}") from error
 
 
 def _split(backbone: dict) -> tuple[dict, dict]:
@@ -259,7 +255,8 @@ def _read_torch(path: str, model: ConfigDict) -> InitSource:
             model, "predictor_heads", head["predictor_dim"], "predictor", path
         )
         fields.update(head)
-    kind = "official training .pt" if full else "official encoder-only .pt"
+    suffix = os.path.splitext(path)[1] or "file"
+    kind = f"official {'training' if full else 'encoder-only'} {suffix}"
     return InitSource(path, kind, full, fields, rest, state)
 
 
