@@ -19,10 +19,12 @@ already finished in --workdir (its benchmark_run.json) is reused.
 import json
 import os
 import pathlib
+import platform
 import shlex
 import subprocess
 import sys
 import time
+from importlib import metadata
 
 from absl import app, flags
 
@@ -115,6 +117,18 @@ def _table(runs: dict) -> tuple[list[dict], str]:
     return rows, "\n".join(lines)
 
 
+def _machine() -> str:
+    """CPU model and count, OS, Python and the versions the runs used (TensorFlow backend)."""
+    with open("/proc/cpuinfo", encoding="utf-8") as file:
+        cpus = [line.split(":", 1)[1].strip() for line in file if line.startswith("model name")]
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("keras", "tensorflow"))
+    return (
+        f"{cpus[0] if cpus else platform.processor()}, {os.cpu_count()} logical CPUs (shared "
+        f"with other work), {platform.platform()}; Python {platform.python_version()}, "
+        f"{versions}, KERAS_BACKEND=tensorflow"
+    )
+
+
 def main(argv):
     del argv
     runs = {}
@@ -124,12 +138,9 @@ def main(argv):
         start = runs[f"scratch_{OTHER[corpus]}"]["backbone"]
         runs[f"{OTHER[corpus]}_to_{corpus}"] = _train(f"{OTHER[corpus]}_to_{corpus}", corpus, start)
     rows, table = _table(runs)
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from benchmarks.fsdd_probe import machine
-
     output = pathlib.Path(FLAGS.output)
     command = shlex.join(["python", "-m", "benchmarks.adaptation", *sys.argv[1:]])
-    result = dict(command=command, machine=machine(), steps=FLAGS.steps, rows=rows, runs=runs)
+    result = dict(command=command, machine=_machine(), steps=FLAGS.steps, rows=rows, runs=runs)
     output.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     walls = ", ".join(f"{name} {run['seconds']:.0f} s" for name, run in runs.items())
     output.write_text(
