@@ -121,8 +121,9 @@ class InitSource:
                 pretrainer.center.assign(ops.convert_to_numpy(saved.center))
             else:
                 _copy_weights(load_backbone(self.path), pretrainer.backbone, self.path)
-        if not self.full:
-            pretrainer.copy_students_to_teachers()  # the heads: their fresh student's copy
+        if not self.full:  # the teacher encoder := the loaded student; the heads stay as built
+            for student, teacher in pretrainer.teacher_pairs()[0]:
+                teacher.assign(ops.copy(ops.cast(student, teacher.dtype)))
         self.state = None  # loaded: the tensors are not needed any more
 
 
