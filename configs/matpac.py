@@ -20,6 +20,16 @@ on a copy of AudioSet that lacks some clips.
 
 Fields:
   seed: seeds the initialisation, the masks and the data order.
+  init_from: None (random init), or a checkpoint to start from (further pre-training): an
+    official `.pt` (encoder-only or a full training checkpoint; `.npz` exports too), or a
+    `.keras` file or keras-hub preset directory of a MatpacBackbone or MatpacPretrainer. Its
+    architecture replaces config.model's (sizes, max_frames, and with a full checkpoint the
+    predictor, heads and classes; one log line names the fields that changed); a .pt does not
+    show its attention heads: model.num_heads (or the variant's) and model.predictor_heads must
+    divide its widths. An encoder gives the student and its EMA teacher (predictor and heads
+    start fresh), a full checkpoint all of it (teachers and centre as saved); the step,
+    optimizer and schedules start at 0. A workdir with checkpoints resumes them and ignores it.
+    With evaluate.linear_probe, probe.json also scores the encoder it started from.
   deterministic: deterministic ops (bit-identical resumes under TensorFlow and torch; slower).
   model.variant: a row of `matpac_keras.backbone.BACKBONE_VARIANTS`; model.embed_dim, depth and
     num_heads override it when set. model.max_frames: frames of the encoder's input.
@@ -77,6 +87,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0
     config.deterministic = False
+    config.init_from = config_dict.placeholder(str)  # a checkpoint to start from; None: random
 
     config.model = config_dict.ConfigDict()
     config.model.variant = "base"

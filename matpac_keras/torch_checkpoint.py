@@ -245,3 +245,24 @@ def find_state_dict(obj: dict) -> dict:
         if not inner:
             return obj
         obj = inner[0]
+
+
+def read_state_dict(path: str | os.PathLike, flag: str = "--checkpoint") -> dict:
+    """A state_dict from a `.pt` file or an `.npz` (nested keys written as `outer/inner`);
+    errors name `flag` and the file."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"{flag} {path}: is a folder, not a checkpoint file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag} {path}: no such file")
+    if path.endswith(".npz"):
+        state: dict = {}
+        try:
+            with np.load(path) as arrays:
+                for key in arrays.files:
+                    outer, _, inner = key.rpartition("/") if key.startswith("_") else ("", "", key)
+                    (state.setdefault(outer, {}) if outer else state)[inner] = arrays[key]
+        except (ValueError, zipfile.BadZipFile, EOFError) as error:
+            raise InputError(f"{flag} {path}: not an .npz file of tensors") from error
+        return state
+    return find_state_dict(load_torch_checkpoint(path))

@@ -62,6 +62,7 @@ SLOW_TESTS = {
     "tests/cli/tag_test.py": "90 s",
     "tests/tagging_test.py": "20 s",
     "tests/evaluation/finetune_audioset_test.py": "50 s",
+    "tests/training/init_from_test.py": "150 s",
 }
 # The builder tests (~20 s each under Bazel) all run under pytest; Bazel's fast set keeps the
 # shared library's, the others run when named. (Their dummy_data/ files are symlinks out of the
@@ -90,6 +91,12 @@ EXTRA_DEPS = {
         "matpac_keras/cli/tag.py",
     ),
     "tests/cli/tag_test.py": ("matpac_keras/cli/convert.py", "matpac_keras/cli/tag.py"),
+    "tests/training/init_from_test.py": ("matpac_keras/cli/train.py",),
+    "tests/cli/adaptation_readme_test.py": (
+        "matpac_keras/cli/convert.py",
+        "matpac_keras/cli/evaluate.py",
+        "matpac_keras/cli/train.py",
+    ),
 }
 # Files that load builders by name (`matpac_datasets.builder_class`, an importlib call that
 # imports do not show) depend on every builder module.

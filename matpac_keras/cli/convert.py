@@ -28,11 +28,8 @@ The output is checked before the checkpoint is read (an existing one is refused 
 --overwrite) and written atomically: a failed or killed run leaves no partial file or folder.
 """
 
-import os
 import sys
-import zipfile
 
-import numpy as np
 from absl import app, flags, logging
 
 from matpac_keras.class_mappings import TASK_HEADS
@@ -77,28 +74,6 @@ flags.DEFINE_enum(
 flags.mark_flags_as_required(["checkpoint", "output"])
 
 
-def read_state_dict(path: str, flag: str = "--checkpoint") -> dict:
-    """A state_dict from a `.pt` file or an `.npz` (nested keys written as `outer/inner`);
-    errors name `flag` and the file."""
-    from matpac_keras.torch_checkpoint import find_state_dict, load_torch_checkpoint
-
-    if os.path.isdir(path):
-        raise InputError(f"{flag} {path}: is a folder, not a checkpoint file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{flag} {path}: no such file")
-    if path.endswith(".npz"):
-        state: dict = {}
-        try:
-            with np.load(path) as arrays:
-                for key in arrays.files:
-                    outer, _, inner = key.rpartition("/") if key.startswith("_") else ("", "", key)
-                    (state.setdefault(outer, {}) if outer else state)[inner] = arrays[key]
-        except (ValueError, zipfile.BadZipFile, EOFError) as error:
-            raise InputError(f"{flag} {path}: not an .npz file of tensors") from error
-        return state
-    return find_state_dict(load_torch_checkpoint(path))
-
-
 def check_published(path: str, backbone) -> None:
     """For a published file (by name), its architecture checked against `presets.py`.
 
@@ -130,6 +105,8 @@ def main(argv):
     )
     if FLAGS.task is not None and FLAGS.probe is None and FLAGS.task != "audioset":
         raise app.UsageError(f"--task={FLAGS.task} names the task of a --probe head: pass --probe")
+    from matpac_keras.torch_checkpoint import read_state_dict
+
     state = read_state_dict(FLAGS.checkpoint)  # before Keras is imported: fails in a moment
     probe = None if FLAGS.probe is None else read_state_dict(FLAGS.probe, flag="--probe")
     if probe is not None and FLAGS.task is None:

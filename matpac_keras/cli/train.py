@@ -19,11 +19,19 @@ The workdir receives:
   config.json                  the config of the latest start
   backbone.keras               the student encoder, at the end (for matpac-embed)
   probe.json                   with evaluate.linear_probe: pretrained vs random-init accuracy
-Run again on the same workdir, it resumes from the newest checkpoint; one run at a time holds a
-workdir (a second is refused, naming the first's pid). The run counts its source first (unless
-data.num_examples is set) and prints how many clips it found, used and dropped, by reason. A
-non-finite loss, a failing input pipeline or a failed write (disk full, ...) stops the run with
-exit status 1 and keeps the checkpoints already written, naming the last good one.
+                               (and the starting encoder's, with --config.init_from)
+
+--config.init_from=PATH starts from a checkpoint (an official .pt, or a .keras file or preset of
+a MatpacBackbone or MatpacPretrainer), whose architecture replaces config.model's: further
+pre-training on your audio. The run first prints what it loaded, what starts fresh and which
+config.model fields changed.
+
+Run again on the same workdir, it resumes from the newest checkpoint (ignoring --config.init_from,
+and saying so); one run at a time holds a workdir (a second is refused, naming the first's pid).
+The run counts its source first (unless data.num_examples is set) and prints how many clips it
+found, used and dropped, by reason. A non-finite loss, a failing input pipeline or a failed write
+(disk full, ...) stops the run with exit status 1 and keeps the checkpoints already written,
+naming the last good one.
 """
 
 import os
@@ -87,7 +95,7 @@ def main(argv):
     from matpac_keras.training.loop import train
 
     check_config(_CONFIG.value)  # before the backend's start-up: a bad field fails at once
-    result = train(_CONFIG.value, FLAGS.workdir)
+    result = train(_CONFIG.value, FLAGS.workdir, announce=lambda line: print(line, flush=True))
     if result.data_summary is not None:
         print(f"data: {result.data_summary}")
     if result.failure is not None:
@@ -104,10 +112,13 @@ def main(argv):
 def probe_line(probe: dict) -> str:
     """The printed verdict of a run's probe (see `matpac_keras.training.probe`)."""
     clips = probe["probe_clips"]
+    start = ""
+    if "init_from" in probe:
+        start = f", starting encoder (init_from) {probe['init_from']['accuracy']:.1%}"
     return (
         f"linear probe on {probe['description']} ({clips['train']} train, {clips['test']} "
         f"test): pretrained {probe['pretrained']['accuracy']:.1%}, random init "
-        f"{probe['random_init']['accuracy']:.1%} (chance {probe['chance']:.0%})"
+        f"{probe['random_init']['accuracy']:.1%}{start} (chance {probe['chance']:.0%})"
     )
 
 

@@ -122,6 +122,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, dict[str, 
     return metadata, arrays
 
 
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The JSON metadata of a checkpoint file, without reading its arrays."""
+    try:
+        with np.load(path) as data:
+            return json.loads(str(data["metadata"]))
+    except (OSError, KeyError, ValueError) as error:
+        raise ValueError(f"{os.fspath(path)}: not a readable checkpoint ({error})") from error
+
+
 def _canonical(path: str) -> str:
     """A variable path without Keras's uniquifying suffixes ("matpac_pretrainer_2" ->
     "matpac_pretrainer"), so that a checkpoint restores into a model built in another process

@@ -52,7 +52,11 @@ def check_config(config: ConfigDict, source=None) -> None:
         raise InputError(
             f"config.train.distribution must be one of {KINDS}; got {train.distribution!r}"
         )
-    if data.crop_frames > config.model.max_frames:
+    init_from = config.get("init_from")
+    if init_from is not None and not os.path.exists(init_from):
+        raise InputError(f"config.init_from {init_from}: no such file or preset directory")
+    # With init_from, max_frames is the checkpoint's: `init_from.read_init_source` checks it.
+    if init_from is None and data.crop_frames > config.model.max_frames:
         raise InputError(
             f"config.data.crop_frames={data.crop_frames} exceeds config.model.max_frames="
             f"{config.model.max_frames}"
@@ -172,24 +176,28 @@ def run_budget(config: ConfigDict, num_examples: int | None = None) -> StepBudge
     )
 
 
-def build_backbone(model: ConfigDict) -> MatpacBackbone:
-    """`model.variant` from the variant table, with any non-None size field overriding it;
+def build_backbone(model: ConfigDict, **arguments) -> MatpacBackbone:
+    """`model.variant` from the variant table, with any non-None size field overriding it
+    (`arguments`: other MatpacBackbone arguments, those of a checkpoint the run starts from);
     built, so its weights are the first draws after seeding (the demo's random-init baseline
     is then the encoder the run started from)."""
     sizes = {k: model[k] for k in ("embed_dim", "depth", "num_heads") if model[k] is not None}
     dtype = default_dtype_policy() if model.dtype == "auto" else model.dtype
     backbone = MatpacBackbone.from_variant(
-        model.variant, max_frames=model.max_frames, dtype=dtype, **sizes
+        model.variant, max_frames=model.max_frames, dtype=dtype, **sizes, **arguments
     )
     backbone.build(None)
     return backbone
 
 
-def build_pretrainer(config: ConfigDict, budget: StepBudget) -> MatpacPretrainer:
-    """The pretrainer of `config.model`, its schedules set by `budget` (built, teachers copied)."""
+def build_pretrainer(
+    config: ConfigDict, budget: StepBudget, backbone_arguments: dict | None = None
+) -> MatpacPretrainer:
+    """The pretrainer of `config.model`, its schedules set by `budget` (built, teachers copied;
+    `backbone_arguments`: as `build_backbone`'s)."""
     m = config.model
     pretrainer = MatpacPretrainer(
-        build_backbone(m),
+        build_backbone(m, **(backbone_arguments or {})),
         predictor_dim=m.predictor_dim,
         predictor_depth=m.predictor_depth,
         predictor_heads=m.predictor_heads,

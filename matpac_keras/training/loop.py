@@ -8,7 +8,9 @@
   probe.json                   with `evaluate.linear_probe`: the demo's probe accuracies
 Started again on the same workdir, a run resumes from its newest checkpoint, with the config it
 is given then (a longer `train.epochs` extends a finished run; the schedules follow the new
-length).
+length). With `config.init_from`, a new run starts from a checkpoint (`init_from.py`), whose
+architecture its checkpoints record; a workdir that has checkpoints resumes them instead, with
+that architecture, and ignores `init_from` (saying so).
 """
 
 import copy
@@ -17,8 +19,10 @@ import errno
 import json
 import os
 import pathlib
+from collections.abc import Callable
 
 import keras
+import numpy as np
 from absl import logging
 from ml_collections import ConfigDict
 
@@ -35,6 +39,7 @@ from matpac_keras.training.experiment import (
     check_config,
     seed_everything,
 )
+from matpac_keras.training.init_from import InitSource, apply_architecture, read_init_source
 from matpac_keras.training.metrics_log import MetricsWriter
 from matpac_keras.workdir_lock import workdir_lock
 
@@ -70,7 +75,12 @@ def _write_json(path: pathlib.Path, value) -> None:
     os.replace(temporary, path)
 
 
-def train(config: ConfigDict, workdir: str | os.PathLike, source=None) -> TrainResult:
+def train(
+    config: ConfigDict,
+    workdir: str | os.PathLike,
+    source=None,
+    announce: Callable[[str], None] | None = None,
+) -> TrainResult:
     """Runs (or resumes) the pretraining of `config` in `workdir`.
 
     Args:
@@ -83,6 +93,9 @@ def train(config: ConfigDict, workdir: str | os.PathLike, source=None) -> TrainR
             float; iterated once per epoch, so it must give the same examples each time for a
             resumed run to see an uninterrupted run's batches), a prepared TFDS builder or a
             list of audio files.
+        announce: called with what the run starts from (`config.init_from`: what was loaded
+            and what starts fresh, the architecture fields it changed; or that a resumed run
+            ignores it), as these lines are logged; `matpac-train` prints them.
 
     Raises:
         InputError: a bad config, source or workdir (`WorkdirLockedError`: another run holds
@@ -92,7 +105,7 @@ def train(config: ConfigDict, workdir: str | os.PathLike, source=None) -> TrainR
     with workdir_lock(workdir):
         workdir = pathlib.Path(workdir)
         try:
-            return _train(config, workdir, source)
+            return _train(config, workdir, source, announce or (lambda line: None))
         except OSError as error:
             if error.errno not in _WRITE_ERRNOS:
                 raise
@@ -110,8 +123,42 @@ def _write_error(error: OSError, workdir: pathlib.Path) -> WriteError:
     )
 
 
-def _train(config: ConfigDict, workdir: pathlib.Path, source) -> TrainResult:
+def _starting_point(
+    config: ConfigDict, latest, say
+) -> tuple[ConfigDict, InitSource | None, dict | None]:
+    """(the run's config, the InitSource to load or None, the record of the checkpoint the run
+    started from, kept in its checkpoints' metadata): a new run with init_from takes that
+    checkpoint's architecture; a resumed one the architecture its checkpoints record, and
+    ignores init_from."""
+    if latest is not None:
+        recorded = checkpoint.read_metadata(latest).get("init_from")
+        if config.get("init_from") is not None:
+            say(
+                f"resuming from {latest}: config.init_from {config.init_from} ignored (the "
+                "workdir's checkpoints continue the run)"
+            )
+        if recorded is not None:
+            config, _ = apply_architecture(config, recorded["model"])
+        return config, None, recorded
+    if config.get("init_from") is None:
+        return config, None, None
+    start = read_init_source(config)
+    say(start.describe())
+    config, changes = apply_architecture(config, start.model)
+    say(changes)
+    return config, start, start.record()
+
+
+def _train(config: ConfigDict, workdir: pathlib.Path, source, announce) -> TrainResult:
+    def say(line: str) -> None:
+        logging.info("%s", line)
+        announce(line)
+
     seed_everything(config.seed, config.deterministic)
+    checkpoint.remove_partial_files(workdir)
+    latest = checkpoint.latest_checkpoint(workdir)
+    config, start, recorded = _starting_point(config, latest, say)
+    backbone_arguments = recorded["backbone"] if recorded is not None else {}
     data = TrainingData(config, source)
     if config.data.num_examples is None:  # count the source: the schedules follow it
         config = copy.deepcopy(config)
@@ -131,23 +178,27 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source) -> TrainResult:
         config.train.global_batch_size,
     )
     with training_scope(config.train.distribution):
-        pretrainer = build_pretrainer(config, budget)
+        pretrainer = build_pretrainer(config, budget, backbone_arguments)
         pretrainer.compile(
             optimizer=build_optimizer(config.optim, budget),
             steps_per_execution=config.train.get("steps_per_execution", 1),
             jit_compile=_or_auto(config.train.get("jit_compile")),
         )
-        checkpoint.remove_partial_files(workdir)
-        latest = checkpoint.latest_checkpoint(workdir)
-        metadata, start = {}, 0
+        metadata, step, starting_weights = {}, 0, None
         if latest is not None:
             metadata = checkpoint.restore_checkpoint(latest, pretrainer)
-            start = metadata["step"]
-            logging.info("resuming from %s (step %d of %d)", latest, start, budget.total_steps)
+            step = metadata["step"]
+            logging.info("resuming from %s (step %d of %d)", latest, step, budget.total_steps)
+        elif start is not None:
+            start.load(pretrainer)
+            if config.evaluate.linear_probe:  # the probe compares the encoder it started from
+                starting_weights = [np.array(w) for w in pretrainer.backbone.get_weights()]
         _write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
-        result = TrainResult(start, budget.total_steps, latest)
-        if start < budget.total_steps:
-            result = _fit(config, workdir, pretrainer, data, budget.total_steps, start, metadata)
+        result = TrainResult(step, budget.total_steps, latest)
+        if step < budget.total_steps:
+            result = _fit(
+                config, workdir, pretrainer, data, budget.total_steps, step, metadata, recorded
+            )
         result.data_summary = data.inventory.summary()
         logging.info("data: %s", result.data_summary)
         if result.failure is not None:
@@ -165,8 +216,13 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source) -> TrainResult:
 
         probe_data = load_probe_data(config)
         keras.utils.set_random_seed(config.seed)  # the initialisation the run started from
+        random_init = build_backbone(config.model, **backbone_arguments)
+        starting_encoder = None
+        if starting_weights is not None:  # the checkpoint's encoder, before this run
+            starting_encoder = build_backbone(config.model, **backbone_arguments)
+            starting_encoder.set_weights(starting_weights)
         result.probe = compare_with_random_init(
-            pretrainer.backbone, build_backbone(config.model), probe_data, config.seed
+            pretrainer.backbone, random_init, probe_data, config.seed, starting_encoder
         )
         _write_json(workdir / "probe.json", result.probe)
     return result
@@ -177,7 +233,7 @@ def _or_auto(jit_compile: bool | None):
     return "auto" if jit_compile is None else jit_compile
 
 
-def _fit(config, workdir, pretrainer, data, total_steps: int, start: int, metadata: dict):
+def _fit(config, workdir, pretrainer, data, total_steps: int, start: int, metadata: dict, recorded):
     data.start(metadata)
     writer = MetricsWriter(workdir, start, config.train.tensorboard)
     static = {
@@ -186,6 +242,8 @@ def _fit(config, workdir, pretrainer, data, total_steps: int, start: int, metada
         "keras_version": keras.__version__,
         "total_steps": total_steps,
     }
+    if recorded is not None:  # the checkpoint the run started from: its architecture, for resumes
+        static["init_from"] = recorded
     monitor = TrainingMonitor(
         os.fspath(workdir),
         start,

@@ -76,12 +76,20 @@ def embed(backbone: MatpacBackbone, waveforms, batch_size: int = 64) -> np.ndarr
 
 
 def compare_with_random_init(
-    backbone: MatpacBackbone, random_backbone: MatpacBackbone, data: ProbeData, seed: int
+    backbone: MatpacBackbone,
+    random_backbone: MatpacBackbone,
+    data: ProbeData,
+    seed: int,
+    init_from: MatpacBackbone | None = None,
 ) -> dict:
     """Probe accuracies {"pretrained": ..., "random_init": ...} (each with the chosen l2), the
-    chance level, the clip counts and the probe's description."""
+    chance level, the clip counts and the probe's description; with `init_from` (the encoder a
+    run started from, `config.init_from`), its accuracy too, as "init_from"."""
     results = {}
-    for name, encoder in (("pretrained", backbone), ("random_init", random_backbone)):
+    encoders = [("pretrained", backbone), ("random_init", random_backbone)]
+    if init_from is not None:
+        encoders.append(("init_from", init_from))
+    for name, encoder in encoders:
         result = probe_accuracy(
             embed(encoder, data.train_waveforms),
             data.train_labels,
