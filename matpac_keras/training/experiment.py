@@ -11,6 +11,7 @@ from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.distribute import KINDS, default_dtype_policy
 from matpac_keras.errors import InputError
 from matpac_keras.frontend import SAMPLE_RATE, num_frames
+from matpac_keras.masking import MASK_SHAPES
 from matpac_keras.optimizers import AdamW
 from matpac_keras.pretrainer import MatpacPretrainer
 from matpac_keras.schedules import StepBudget, WarmupCosineDecay, step_budget
@@ -52,6 +53,7 @@ def check_config(config: ConfigDict, source=None) -> None:
         raise InputError(
             f"config.train.distribution must be one of {KINDS}; got {train.distribution!r}"
         )
+    _check_masks(config.model)
     if data.crop_frames > config.model.max_frames:
         raise InputError(
             f"config.data.crop_frames={data.crop_frames} exceeds config.model.max_frames="
@@ -107,6 +109,15 @@ def check_budget(
             "in all: the warm-up must be shorter"
         )
     return budget
+
+
+def _check_masks(model: ConfigDict) -> None:
+    views = model.num_masked_views
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise InputError(f"config.model.num_masked_views must be an integer >= 1; got {views!r}")
+    shape = model.mask_shape
+    if shape not in MASK_SHAPES:
+        raise InputError(f"config.model.mask_shape must be one of {MASK_SHAPES}; got {shape!r}")
 
 
 def _check_corpus(config: ConfigDict, corpus: InMemoryCorpus) -> None:
@@ -198,6 +209,8 @@ def build_pretrainer(config: ConfigDict, budget: StepBudget) -> MatpacPretrainer
         head_bottleneck_dim=m.head_bottleneck_dim,
         num_classes=m.num_classes,
         mask_ratio=m.mask_ratio,
+        num_masked_views=m.num_masked_views,
+        mask_shape=m.mask_shape,
         alpha=m.alpha,
         student_temperature=m.student_temperature,
         teacher_temperature=(*m.teacher_temperature, budget.teacher_temperature_steps),
