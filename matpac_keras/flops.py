@@ -48,7 +48,9 @@ def encoder_flops(backbone, frames: int) -> float:
 
 def head_flops(tokens: int, dim: int, hidden: int, bottleneck: int, classes: int) -> float:
     """FLOPs of a `ClassificationHead` on `tokens` tokens of width `dim`."""
-    return 2 * tokens * (dim * hidden + hidden * hidden + hidden * bottleneck + bottleneck * classes)
+    return (
+        2 * tokens * (dim * hidden + hidden * hidden + hidden * bottleneck + bottleneck * classes)
+    )
 
 
 def training_step_flops(pretrainer, frames: int) -> float:

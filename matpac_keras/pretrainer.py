@@ -398,9 +398,7 @@ class MatpacPretrainer(keras_hub.models.Task):
         per_example = (self.num_tokens(source.shape),)
         if self.num_masked_views > 1:
             per_example = (self.num_masked_views, *per_example)
-        noise = keras.random.uniform(
-            (batch * num_replicas, *per_example), seed=self.seed_generator
-        )
+        noise = keras.random.uniform((batch * num_replicas, *per_example), seed=self.seed_generator)
         if num_replicas > 1:
             noise = ops.take(
                 ops.reshape(noise, (num_replicas, batch, *per_example)), replica_index, 0
