@@ -41,6 +41,17 @@ Fields:
     the teachers start as copies of the students, or "independent", the official code's own
     draws, see benchmarks/pretrain_vs_authors.md); the tau_t ramp's length is
     train.teacher_temperature_epochs, the EMA ramps span the run.
+    model.num_masked_views: K masked views of each crop per step (default 1, the paper). With
+    K > 1 (EAT's cheaper recipe) the teacher encodes each crop's *whole* token grid once
+    ([cls; all tokens]; with K = 1 it encodes [cls; the masked tokens], as the official code),
+    its classification (centred, sharpened probabilities) is computed once on those tokens, and
+    each view's targets are gathered at its masked positions; the student runs on the B * K
+    views; the losses are averaged over views; the centre moves with the teacher output over
+    all the crops' tokens; the logged collapse monitors are over the views' masked tokens.
+    A step then costs about K times the student's FLOPs (`matpac_keras.flops`,
+    benchmarks/pretrain_cost.md). model.mask_shape: "random" (the paper) or "inverse_block"
+    (visible tokens in 3 x 3 blocks, the rest masked; `matpac_keras.masking`); the same number of
+    visible tokens either way.
   data.source: "synthetic" (the demo corpus, sized by data.synthetic), a prepared TFDS dataset
     directory (holding dataset_info.json, read with data.split; any `matpac_datasets` builder)
     or a folder of audio files (searched recursively by extension; data.exclude: comma-separated
@@ -104,6 +115,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.model.head_bottleneck_dim = 256
     config.model.num_classes = 2048
     config.model.mask_ratio = 0.7
+    config.model.num_masked_views = 1  # K > 1: EAT's shared-teacher views (docstring)
+    config.model.mask_shape = "random"  # or "inverse_block" (data2vec 2.0, EAT)
     config.model.alpha = 0.5
     config.model.student_temperature = 0.1
     config.model.teacher_temperature = (0.04, 0.07)

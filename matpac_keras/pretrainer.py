@@ -17,7 +17,7 @@ from matpac_keras.losses import (
     prediction_loss,
     teacher_probabilities,
 )
-from matpac_keras.masking import gather_tokens, num_visible
+from matpac_keras.masking import MASK_SHAPES, gather_tokens, mask_permutation, num_visible
 from matpac_keras.optimizers import AdamW, global_norm
 from matpac_keras.predictor import MatpacPredictor
 from matpac_keras.schedules import WarmupCosineDecay, exponential_decay, linear_ramp
@@ -72,6 +72,21 @@ class MatpacPretrainer(keras_hub.models.Task):
         head_hidden_dim, head_bottleneck_dim, num_classes: classification head sizes
             (2048, 256, 2048).
         mask_ratio: float. Share of masked tokens. Defaults to 0.7.
+        num_masked_views: int. K, masked views of each crop per step. Defaults to 1 (the
+            paper). With K > 1 (EAT's recipe): each crop gets K independent masks; the teacher
+            encodes the *whole* crop once ([cls; all tokens], where K = 1 encodes [cls; the
+            masked tokens] of its one mask, as the official code), and its classification
+            h_omega and centred, sharpened probabilities are computed once on all tokens; each
+            view's targets and teacher probabilities are those tokens gathered at its masked
+            positions. The student encoder, predictor and student head run on the K views (one
+            batch of B * K rows, row b * K + k = crop b, view k); the losses are means over
+            views and tokens; the centre moves with the mean teacher output over the crops'
+            tokens (each token once); the collapse monitors are computed over the K views'
+            masked tokens, as with one view. Cost per step: `flops.training_step_flops`.
+        mask_shape: "random" (the paper: uniform random tokens) or "inverse_block" (EAT,
+            data2vec 2.0: visible tokens in square blocks; `masking.inverse_block_permutation`).
+            Either way exactly `num_visible(tokens, mask_ratio)` tokens per example are visible.
+            Defaults to "random".
         alpha: float. Weight of the prediction loss. Defaults to 0.5.
         student_temperature: float. tau_s. Defaults to 0.1.
         teacher_temperature: (start, end, steps). tau_t ramp. Defaults to (0.04, 0.07, 9827).
@@ -119,6 +134,8 @@ class MatpacPretrainer(keras_hub.models.Task):
         head_bottleneck_dim: int = 256,
         num_classes: int = 2048,
         mask_ratio: float = 0.7,
+        num_masked_views: int = 1,
+        mask_shape: str = "random",
         alpha: float = 0.5,
         student_temperature: float = 0.1,
         teacher_temperature: tuple = (0.04, 0.07, 9827),
@@ -138,6 +155,11 @@ class MatpacPretrainer(keras_hub.models.Task):
         _check_choice("center_on", center_on, CENTER_ON)
         _check_choice("ema_order", ema_order, EMA_ORDERS)
         _check_choice("teacher_init", teacher_init, TEACHER_INITS)
+        _check_choice("mask_shape", mask_shape, MASK_SHAPES)
+        if isinstance(num_masked_views, bool) or int(num_masked_views) != num_masked_views:
+            raise ValueError(f"num_masked_views must be an integer; got {num_masked_views!r}")
+        if num_masked_views < 1:
+            raise ValueError(f"num_masked_views must be at least 1; got {num_masked_views}")
         if not 0.0 <= center_momentum <= 1.0:
             raise ValueError(f"center_momentum must be in [0, 1]; got {center_momentum}")
         if int(total_steps) < 1:
@@ -172,6 +194,8 @@ class MatpacPretrainer(keras_hub.models.Task):
         self.head_bottleneck_dim = head_bottleneck_dim
         self.num_classes = num_classes
         self.mask_ratio = mask_ratio
+        self.num_masked_views = int(num_masked_views)
+        self.mask_shape = mask_shape
         self.alpha = alpha
         self.student_temperature = student_temperature
         self.teacher_temperature = tuple(teacher_temperature)
@@ -308,33 +332,60 @@ class MatpacPretrainer(keras_hub.models.Task):
         )
 
     def forward_with_mask(self, source, ids_shuffle, step=0):
-        """One step's forward pass with a given mask permutation; returns a dict of tensors.
+        """One step's forward pass with given mask permutations; returns a dict of tensors.
 
-        Keys: z_hat_m [B, M, D] (the chosen head's prediction), z_m [B, M, D] (teacher),
-        predictions [B, heads, M, D], student_logits, teacher_logits, teacher_probs [B, M, K],
-        loss_pred and loss_cls [B, M], loss (scalar), teacher_temperature.
+        `ids_shuffle`: [B, tokens] with one view (K = 1), [B, K, tokens] with K views. Keys, with
+        R = B rows (K = 1) or B * K rows (row b * K + k: crop b, view k): z_hat_m [R, M, D] (the
+        chosen head's prediction), z_m [R, M, D] (teacher), predictions [R, heads, M, D],
+        student_logits, teacher_logits, teacher_probs [R, M, classes], loss_pred and loss_cls
+        [R, M], loss (scalar), teacher_temperature; with K > 1 also crop_teacher_logits and
+        crop_teacher_probs [B, tokens, classes], the teacher's output on every token of a crop.
         """
         tokens = self.backbone.embed_patches(source)
-        n_visible = num_visible(ops.shape(ids_shuffle)[1], self.mask_ratio)
+        views = self.num_masked_views
+        expected_rank = 2 if views == 1 else 3
+        if len(ids_shuffle.shape) != expected_rank:
+            raise ValueError(
+                f"with num_masked_views={views}, ids_shuffle is "
+                f"{'[batch, tokens]' if views == 1 else '[batch, views, tokens]'}; got shape "
+                f"{tuple(ids_shuffle.shape)}"
+            )
+        n_visible = num_visible(ids_shuffle.shape[-1], self.mask_ratio)
+        temperature = self.teacher_temperature_at(step)
+        crop = {}
+        if views == 1:  # the official code: the teacher encodes [cls; masked tokens]
+            masked = gather_tokens(tokens, ids_shuffle[:, n_visible:])
+            teacher_input = ops.cast(self.backbone.prepend_cls(masked), "float32")
+            z_m = ops.stop_gradient(self.teacher_encoder(teacher_input)[:, 1:])
+            teacher_logits = ops.stop_gradient(self.teacher_head(z_m))
+            teacher_probs = teacher_probabilities(teacher_logits, self.center, temperature)
+        else:  # the teacher encodes [cls; all tokens] once; each view gathers its targets
+            teacher_input = ops.cast(self.backbone.prepend_cls(tokens), "float32")
+            z_all = ops.stop_gradient(self.teacher_encoder(teacher_input)[:, 1:])
+            crop["crop_teacher_logits"] = ops.stop_gradient(self.teacher_head(z_all))
+            crop["crop_teacher_probs"] = teacher_probabilities(
+                crop["crop_teacher_logits"], self.center, temperature
+            )
+            tokens = ops.repeat(tokens, views, axis=0)
+            ids_shuffle = ops.reshape(ids_shuffle, (-1, ids_shuffle.shape[-1]))
+            masked_ids = ids_shuffle[:, n_visible:]
+            z_m, teacher_logits, teacher_probs = (
+                gather_tokens(ops.repeat(x, views, axis=0), masked_ids)
+                for x in (z_all, crop["crop_teacher_logits"], crop["crop_teacher_probs"])
+            )
         visible = gather_tokens(tokens, ids_shuffle[:, :n_visible])
-        masked = gather_tokens(tokens, ids_shuffle[:, n_visible:])
         z_v = self.backbone.encoder(self.backbone.prepend_cls(visible))
-        teacher_input = ops.cast(self.backbone.prepend_cls(masked), "float32")
-        z_m = ops.stop_gradient(self.teacher_encoder(teacher_input)[:, 1:])
         predictions = ops.cast(self.predictor(z_v, ids_shuffle), "float32")
-        per_head = prediction_loss(predictions, z_m[:, None])  # [B, heads, M]
+        per_head = prediction_loss(predictions, z_m[:, None])  # [R, heads, M]
         if self.num_prediction_heads == 1:
             loss_pred, z_hat_m = per_head[:, 0], predictions[:, 0]
         else:
-            per_head = ops.transpose(per_head, (0, 2, 1))  # [B, M, heads]
+            per_head = ops.transpose(per_head, (0, 2, 1))  # [R, M, heads]
             loss_pred = multiple_choice_loss(per_head, self.mcl_temperature_at(step))
-            best = ops.argmin(per_head, axis=-1)  # [B, M]
+            best = ops.argmin(per_head, axis=-1)  # [R, M]
             one_hot = ops.one_hot(best, self.num_prediction_heads, dtype=predictions.dtype)
             z_hat_m = ops.einsum("bmh,bhmd->bmd", one_hot, predictions)
         student_logits = ops.cast(self.student_head(z_hat_m), "float32")
-        teacher_logits = ops.stop_gradient(self.teacher_head(z_m))
-        temperature = self.teacher_temperature_at(step)
-        teacher_probs = teacher_probabilities(teacher_logits, self.center, temperature)
         loss_cls = classification_loss(student_logits, teacher_probs, self.student_temperature)
         loss = (1 - self.alpha) * ops.mean(loss_cls) + self.alpha * ops.mean(loss_pred)
         return {
@@ -348,6 +399,7 @@ class MatpacPretrainer(keras_hub.models.Task):
             "loss_cls": loss_cls,
             "loss": loss,
             "teacher_temperature": temperature,
+            **crop,
         }
 
     def call(self, source, training=False):
@@ -361,21 +413,28 @@ class MatpacPretrainer(keras_hub.models.Task):
         return self.backbone.num_freq_patches * (shape[2] // self.backbone.patch_size)
 
     def draw_mask(self, source, replica_index=0, num_replicas: int = 1):
-        """A random permutation per example [B, tokens] (`argsort` of uniform noise).
+        """Mask permutations from uniform noise: [B, tokens] (one view), [B, K, tokens] (K views).
 
-        The noise is keyed by (seed, step): the generator's counter is set from the step
-        counter before drawing, so a run resumed from a checkpoint draws the masks the
-        uninterrupted run would have. With several replicas, each draws the noise of the whole
-        global batch and keeps its own rows: the masks a single device would draw.
+        "random" masks are `argsort` of the noise; "inverse_block" ones are ranked from it
+        (`masking.mask_permutation`). The noise is keyed by (seed, step): the generator's counter
+        is set from the step counter before drawing, so a run resumed from a checkpoint draws
+        the masks the uninterrupted run would have. With several replicas, each draws the noise
+        of the whole global batch and keeps its own rows: the masks a single device would draw.
         """
         state = self.seed_generator.state
         state.assign(ops.stack([state[0], ops.cast(self.step, state.dtype)]))
         batch = ops.shape(source)[0]
-        tokens = self.num_tokens(source.shape)
-        noise = keras.random.uniform((batch * num_replicas, tokens), seed=self.seed_generator)
+        per_example = (self.num_tokens(source.shape),)
+        if self.num_masked_views > 1:
+            per_example = (self.num_masked_views, *per_example)
+        noise = keras.random.uniform((batch * num_replicas, *per_example), seed=self.seed_generator)
         if num_replicas > 1:
-            noise = ops.take(ops.reshape(noise, (num_replicas, batch, tokens)), replica_index, 0)
-        return ops.argsort(noise, axis=-1)
+            noise = ops.take(
+                ops.reshape(noise, (num_replicas, batch, *per_example)), replica_index, 0
+            )
+        return mask_permutation(
+            noise, self.mask_shape, self.backbone.num_freq_patches, self.mask_ratio
+        )
 
     # --- The training step's backend-agnostic parts (used by matpac_keras/train_steps). ---
 
@@ -436,9 +495,8 @@ class MatpacPretrainer(keras_hub.models.Task):
         """After the optimizer step: EMA (DINO order), centre, step counter, logs."""
         if self.ema_order == "after_update":
             self.update_teachers()
-        teacher_output = outputs[
-            "teacher_probs" if self.center_on == "probabilities" else "teacher_logits"
-        ]
+        key = "teacher_probs" if self.center_on == "probabilities" else "teacher_logits"
+        teacher_output = outputs.get(f"crop_{key}", outputs[key])  # K > 1: all crop tokens
         center = center_update(self.center, teacher_output, self.center_momentum)
         self.center.assign(center)
         self.step.assign_add(1)
@@ -524,6 +582,8 @@ class MatpacPretrainer(keras_hub.models.Task):
             "head_bottleneck_dim": self.head_bottleneck_dim,
             "num_classes": self.num_classes,
             "mask_ratio": self.mask_ratio,
+            "num_masked_views": self.num_masked_views,
+            "mask_shape": self.mask_shape,
             "alpha": self.alpha,
             "student_temperature": self.student_temperature,
             "teacher_temperature": self.teacher_temperature,

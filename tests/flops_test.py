@@ -1,4 +1,5 @@
-"""The analytic FLOP count of the encoder against XLA's count of the compiled model (JAX).
+"""The analytic FLOP count of the encoder against XLA's count of the compiled model (JAX), and
+the training step's count against a hand count.
 
 XLA's `cost_analysis()` counts every operation: the products our formula counts, plus the
 element-wise ones it leaves out (norms, GELU, softmax, additions), which cost O(L D) per block
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from matpac_keras.backbone import MatpacBackbone
-from matpac_keras.flops import block_flops, encoder_flops
+from matpac_keras.flops import block_flops, encoder_flops, head_flops, training_step_flops
+from tests.pretrainer_tiny import tiny_pretrainer
 
 on_jax = pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="counts XLA's FLOPs: JAX backend only"
@@ -51,3 +53,20 @@ def test_formula_by_hand_and_reference_bench():
     assert block_flops(10, 8, 4.0) == 24 * 10 * 64 + 4 * 100 * 8
     with pytest.raises(ValueError, match="multiple of 16; got 50"):
         encoder_flops(backbone, 50)
+
+
+@pytest.mark.parametrize("views", [1, 4])
+def test_training_step_flops_by_hand(views):
+    """The tiny pretrainer (D 32, 1 block, predictor 32 x 1, heads 32 / 16 / 32 classes) on a
+    5 x 4 grid: 20 tokens, 6 visible, 14 masked, counted term by term."""
+    model = tiny_pretrainer(num_masked_views=views)
+    block = lambda tokens: 24 * tokens * 32 * 32 + 4 * tokens**2 * 32  # noqa: E731 (r = 4)
+    head = lambda tokens: 2 * tokens * (32 * 32 + 32 * 32 + 32 * 16 + 16 * 32)  # noqa: E731
+    patches = 2 * 20 * 16 * 16 * 32
+    predictor = 2 * 7 * 32 * 32 + block(21) + 2 * 14 * 32 * 32
+    student = block(7) + predictor + head(14)
+    teacher = block(15) + head(14) if views == 1 else block(21) + head(20)
+    assert training_step_flops(model, 64) == 3 * (patches + views * student) + teacher
+    assert head_flops(14, 32, 32, 16, 32) == head(14)
+    with pytest.raises(ValueError, match="multiple of 16; got 60"):
+        training_step_flops(model, 60)

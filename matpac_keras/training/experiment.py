@@ -11,6 +11,7 @@ from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.distribute import KINDS, default_dtype_policy
 from matpac_keras.errors import InputError
 from matpac_keras.frontend import SAMPLE_RATE, num_frames
+from matpac_keras.masking import MASK_SHAPES
 from matpac_keras.optimizers import AdamW
 from matpac_keras.pretrainer import MatpacPretrainer
 from matpac_keras.schedules import StepBudget, WarmupCosineDecay, step_budget
@@ -52,6 +53,7 @@ def check_config(config: ConfigDict, source=None) -> None:
         raise InputError(
             f"config.train.distribution must be one of {KINDS}; got {train.distribution!r}"
         )
+    _check_masks(config.model)
     init_from = config.get("init_from")
     if init_from is not None and not os.path.exists(init_from):
         raise InputError(f"config.init_from {init_from}: no such file or preset directory")
@@ -111,6 +113,15 @@ def check_budget(
             "in all: the warm-up must be shorter"
         )
     return budget
+
+
+def _check_masks(model: ConfigDict) -> None:
+    views = model.num_masked_views
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise InputError(f"config.model.num_masked_views must be an integer >= 1; got {views!r}")
+    shape = model.mask_shape
+    if shape not in MASK_SHAPES:
+        raise InputError(f"config.model.mask_shape must be one of {MASK_SHAPES}; got {shape!r}")
 
 
 def _check_corpus(config: ConfigDict, corpus: InMemoryCorpus) -> None:
@@ -206,6 +217,8 @@ def build_pretrainer(
         head_bottleneck_dim=m.head_bottleneck_dim,
         num_classes=m.num_classes,
         mask_ratio=m.mask_ratio,
+        num_masked_views=m.num_masked_views,
+        mask_shape=m.mask_shape,
         alpha=m.alpha,
         student_temperature=m.student_temperature,
         teacher_temperature=(*m.teacher_temperature, budget.teacher_temperature_steps),
