@@ -80,9 +80,13 @@ def _values(layer) -> list:
 
 def test_teachers_start_as_copies_by_default():
     model = tiny_pretrainer()
-    for student, teacher in zip(*(_values(model.backbone.encoder), _values(model.teacher_encoder))):
+    for student, teacher in zip(
+        _values(model.backbone.encoder), _values(model.teacher_encoder), strict=True
+    ):
         np.testing.assert_array_equal(student, teacher)
-    for student, teacher in zip(_values(model.student_head), _values(model.teacher_head)):
+    for student, teacher in zip(
+        _values(model.student_head), _values(model.teacher_head), strict=True
+    ):
         np.testing.assert_array_equal(student, teacher)
 
 
@@ -90,7 +94,9 @@ def test_independent_teachers_as_the_official_code():
     """teacher_init="independent": the teacher encoder its own Xavier draw, the teacher head
     MLP normal(0.02) with zero biases, only the weight-normed last layer shared."""
     model = tiny_pretrainer(teacher_init="independent", head_hidden_dim=256)
-    for student, teacher in zip(_values(model.backbone.encoder), _values(model.teacher_encoder)):
+    for student, teacher in zip(
+        _values(model.backbone.encoder), _values(model.teacher_encoder), strict=True
+    ):
         if student.ndim == 2:  # kernels: other draws of the same distribution
             assert not np.allclose(student, teacher)
             assert np.std(teacher) == pytest.approx(np.std(student), rel=0.2)
@@ -99,7 +105,9 @@ def test_independent_teachers_as_the_official_code():
         assert np.std(kernel) == pytest.approx(0.02, rel=0.05)
         np.testing.assert_array_equal(bias, 0)
     for student, teacher in zip(
-        _values(model.student_head.last_layer), _values(model.teacher_head.last_layer)
+        _values(model.student_head.last_layer),
+        _values(model.teacher_head.last_layer),
+        strict=True,
     ):
         np.testing.assert_array_equal(student, teacher)
     assert MatpacPretrainer.from_config(model.get_config()).teacher_init == "independent"
