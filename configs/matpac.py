@@ -37,9 +37,9 @@ Fields:
     "float32" on CPUs; `distribute.default_dtype_policy`) or a Keras dtype policy:
     "mixed_float16" (the paper's fp16 with dynamic loss scaling), "mixed_bfloat16", "float32".
   model.*: the other arguments of `matpac_keras.pretrainer.MatpacPretrainer` (predictor and head
-    sizes, mask ratio, alpha, temperatures, centre, EMA ramps, EMA order, teacher_init: "copy",
-    the teachers start as copies of the students, or "independent", the official code's own
-    draws, see benchmarks/pretrain_vs_authors.md); the tau_t ramp's length is
+    sizes, mask ratio, alpha, temperatures, centre, EMA ramps, EMA order, teacher_init:
+    "independent", the official code's own draws of the teachers, or "copy", the teachers start
+    as copies of the students; see benchmarks/pretrain_vs_authors.md); the tau_t ramp's length is
     train.teacher_temperature_epochs, the EMA ramps span the run.
     model.num_masked_views: K masked views of each crop per step (default 1, the paper). With
     K > 1 (EAT's cheaper recipe) the teacher encodes each crop's *whole* token grid once
@@ -126,7 +126,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.model.encoder_ema = (0.99995, 0.99999)
     config.model.head_ema = (0.998, 1.0)
     config.model.ema_order = "before_update"
-    config.model.teacher_init = "copy"  # or "independent": the official code's initialisation
+    config.model.teacher_init = "independent"  # the official code's; or "copy" (M2D, DINO)
 
     config.data = config_dict.ConfigDict()
     config.data.source = config_dict.placeholder(str)

@@ -103,11 +103,14 @@ class MatpacPretrainer(keras_hub.models.Task):
             294816 (the paper's run).
         ema_order: "before_update" (the official code: EMA with the pre-update student, none at
             step 0) or "after_update" (DINO, M2D: EMA with the updated student, every step).
-        teacher_init: "copy" (default, SPEC section 3: both teachers start as exact copies of
-            their students, as M2D and DINO do) or "independent" (the official code's quirk:
-            the teacher encoder keeps its own Xavier draw, and the teacher head its own MLP
-            draw, normal(0.02) weights and zero biases, sharing only the weight-normed last
-            layer with the student). Initial values only: it matters to runs from scratch.
+        teacher_init: "independent" (default: the official code's initialisation: the teacher
+            encoder keeps its own Xavier draw, the teacher head its own MLP draw, normal(0.02)
+            weights and zero biases, sharing only the weight-normed last layer with the
+            student) or "copy" (both teachers start as exact copies of their students, as M2D
+            and DINO do, and SPEC section 3 suggests). Initial values only: it matters to runs
+            from scratch. With "copy" the teacher's targets start as the student's own and the
+            prediction loss falls lower; only "independent" trains as the authors' code does
+            (benchmarks/pretrain_vs_authors.md).
         seed: int or None. Seed of the masks (with the step counter). Defaults to None
             (random; pass one for runs that resume from a checkpoint with the same masks).
         preprocessor: None (the inputs are normalised log-mels; compute them in the input
@@ -146,7 +149,7 @@ class MatpacPretrainer(keras_hub.models.Task):
         head_ema: tuple = (0.998, 1.0),
         total_steps: int = 294816,
         ema_order: str = "before_update",
-        teacher_init: str = "copy",
+        teacher_init: str = "independent",
         seed: int | None = None,
         preprocessor=None,
         compile: bool = True,

@@ -139,7 +139,7 @@ def test_no_teacher_ema_at_step_zero():
 
 
 def test_teachers_start_as_copies_of_the_students():
-    model = tiny_pretrainer()
+    model = tiny_pretrainer(teacher_init="copy")
     for pairs in model.teacher_pairs():
         for student, teacher in pairs:
             np.testing.assert_array_equal(_to_numpy(teacher), _to_numpy(student))
