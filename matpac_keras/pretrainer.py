@@ -298,9 +298,24 @@ class MatpacPretrainer(keras_hub.models.Task):
             pairs.append(list(zip(s_vars, t_vars, strict=True)))
         return pairs[0], pairs[1]
 
-    def copy_students_to_teachers(self) -> None:
-        """Teachers := students (SPEC section 3: both teachers start as exact copies)."""
-        for pairs in self.teacher_pairs():
+    @classmethod
+    def from_preset(cls, preset, load_weights: bool = True, **kwargs):
+        """keras-hub's `Task.from_preset`: a pretrainer preset (with `task.json`) as saved, or a
+        new pretrainer on a backbone preset, whose teacher encoder then starts as a copy of the
+        preset's encoder, whatever `teacher_init` (an independent draw is for a start from
+        scratch); the heads' teachers start as `teacher_init` says."""
+        from keras_hub.src.utils.preset_utils import TASK_CONFIG_FILE, check_file_exists
+
+        model = super().from_preset(preset, load_weights=load_weights, **kwargs)
+        if load_weights and not check_file_exists(preset, TASK_CONFIG_FILE):
+            model.copy_students_to_teachers(heads=False)
+        return model
+
+    def copy_students_to_teachers(self, heads: bool = True) -> None:
+        """Teachers := students (`teacher_init="copy"`); with `heads=False` the teacher encoder
+        only (a start from a trained encoder)."""
+        encoder, head = self.teacher_pairs()
+        for pairs in (encoder, head) if heads else (encoder,):
             for student, teacher in pairs:
                 # A copy: on JAX, a shared buffer could not be donated to the train step.
                 teacher.assign(ops.copy(ops.cast(student, teacher.dtype)))

@@ -122,8 +122,7 @@ class InitSource:
             else:
                 _copy_weights(load_backbone(self.path), pretrainer.backbone, self.path)
         if not self.full:  # the teacher encoder := the loaded student; the heads stay as built
-            for student, teacher in pretrainer.teacher_pairs()[0]:
-                teacher.assign(ops.copy(ops.cast(student, teacher.dtype)))
+            pretrainer.copy_students_to_teachers(heads=False)
         self.state = None  # loaded: the tensors are not needed any more
 
 
