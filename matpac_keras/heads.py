@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from matpac_keras.layers import TORCH_LINEAR_DEFAULT, gelu, l2_normalize
+from matpac_keras.layers import gelu, l2_normalize, torch_linear_default
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
@@ -23,7 +23,7 @@ class WeightNormDense(keras.layers.Layer):
 
     def build(self, input_shape):
         self.v = self.add_weight(
-            shape=(input_shape[-1], self.units), initializer=TORCH_LINEAR_DEFAULT, name="v"
+            shape=(input_shape[-1], self.units), initializer=torch_linear_default(), name="v"
         )
         self.g = self.add_weight(shape=(self.units,), initializer="ones", name="g")
 

@@ -6,9 +6,14 @@ from keras import ops
 
 LAYER_NORM_EPSILON = 1e-6
 _SQRT_HALF = float(np.sqrt(0.5))
-# PyTorch's default initialisation of an nn.Linear weight or a conv bias, kept by the official
-# code where its Xavier re-initialisation does not reach: uniform in +-1/sqrt(fan_in).
-TORCH_LINEAR_DEFAULT = keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
+
+
+def torch_linear_default() -> keras.initializers.Initializer:
+    """PyTorch's default initialisation of an nn.Linear weight, kept by the official code where
+    its Xavier re-initialisation does not reach: uniform in +-1/sqrt(fan_in). A new instance
+    per layer: an initializer made at import time would fix its seed before the run's seed is
+    set (and give every layer the same draw)."""
+    return keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
 
 
 def gelu(x):

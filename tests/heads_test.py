@@ -124,3 +124,17 @@ def test_v_starts_as_pytorch_linear_default():
     assert np.abs(v).max() <= bound
     assert np.abs(v).max() > 0.99 * bound  # uniform up to the bound, not narrower
     assert np.std(v) == pytest.approx(bound / np.sqrt(3), rel=0.02)
+
+
+def test_v_follows_the_run_seed():
+    """v's draw is fixed by `set_random_seed` (an initializer made at import time would fix its
+    own seed first: the same v for every seed, another in every process)."""
+
+    def v_for(seed):
+        keras.utils.set_random_seed(seed)
+        layer = WeightNormDense(8)
+        layer.build((None, 4))
+        return keras.ops.convert_to_numpy(layer.v)
+
+    np.testing.assert_array_equal(v_for(0), v_for(0))
+    assert not np.allclose(v_for(0), v_for(1))
