@@ -339,6 +339,20 @@ def welch(a: list, b: list) -> dict:
     return {"difference": difference, "p": p, "verdict": "differ" if p < 0.05 else "agree"}
 
 
+def compare(corpus: str, side: str, what: str, runs: dict, value) -> dict:
+    """`value(run)` of the authors' runs against `side`'s: means, sds and Welch's test."""
+    authors = [value(run) for run in runs["authors"].values()]
+    ours = [value(run) for run in runs[side].values()]
+    return {
+        "corpus": corpus,
+        "side": side,
+        "what": what,
+        **welch(authors, ours),
+        "authors": mean_sd(authors),
+        "ours": mean_sd(ours),
+    }
+
+
 def holm(family: list, alpha: float = 0.05) -> None:
     """Holm's step-down over a family of comparisons: sets each one's "verdict"."""
     ranked = sorted((c for c in family if c["p"] is not None), key=lambda c: c["p"])
@@ -496,35 +510,26 @@ def main(argv=None) -> None:
         runs = results["runs"][corpus]
         for side in sides[1:]:
             for task in prober.data:
-                values = {
-                    k: [run["probe"][task] for run in runs[k].values()] for k in ("authors", side)
-                }
                 random = [scores[task] for scores in results["random_init"].values()]
                 comparisons.append(
-                    {
-                        "corpus": corpus,
-                        "side": side,
-                        "what": f"probe {task}",
-                        **welch(values["authors"], values[side]),
-                        "authors": mean_sd(values["authors"]),
-                        "ours": mean_sd(values[side]),
-                        "random_init": mean_sd(random),
-                    }
+                    compare(
+                        corpus,
+                        side,
+                        f"probe {task}",
+                        runs,
+                        lambda run, task=task: run["probe"][task],
+                    )
+                    | {"random_init": mean_sd(random)}
                 )
             for key in MONITORS:
-                values = {
-                    k: [tail_mean(run["rows"], key) for run in runs[k].values()]
-                    for k in ("authors", side)
-                }
                 comparisons.append(
-                    {
-                        "corpus": corpus,
-                        "side": side,
-                        "what": f"last quarter {key}",
-                        **welch(values["authors"], values[side]),
-                        "authors": mean_sd(values["authors"]),
-                        "ours": mean_sd(values[side]),
-                    }
+                    compare(
+                        corpus,
+                        side,
+                        f"last quarter {key}",
+                        runs,
+                        lambda run, key=key: tail_mean(run["rows"], key),
+                    )
                 )
     for side in sides[1:]:
         holm([c for c in comparisons if c["side"] == side and c["what"].startswith("probe")])
