@@ -40,6 +40,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import pathlib  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -208,8 +209,6 @@ def authors_command(args, recipe: dict, audio: str, exclude: str, seed: int, out
 def read_rows(path: pathlib.Path) -> list:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for row in rows:  # both sides: the teacher's entropy from its perplexity
-        import math
-
         row.setdefault("teacher_entropy", math.log(row["teacher_perplexity"]))
     return rows
 
