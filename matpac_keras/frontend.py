@@ -31,6 +31,12 @@ def num_frames(num_samples: int) -> int:
     return max(0, 1 + (num_samples - N_FFT) // HOP_LENGTH)
 
 
+def samples_for_frames(frames: int) -> int:
+    """The fewest samples whose `center=False` STFT has `frames` frames (97,520 for 608): the
+    length of a crop of `frames` frames, the inverse of `num_frames`."""
+    return N_FFT + HOP_LENGTH * (frames - 1)
+
+
 _MEL_F_SP = 200.0 / 3  # Slaney: 3 mels per 200 Hz below 1 kHz ...
 _MEL_MIN_LOG_HZ = 1000.0
 _MEL_LOG_STEP = float(np.log(6.4) / 27.0)  # ... and log-spaced above

@@ -86,3 +86,28 @@ def test_paper_step_budget():
 def test_steps_for_epochs_rejects_bad_input():
     with pytest.raises(ValueError, match="global_batch_size=0"):
         steps_for_epochs(100, 0, 1)
+
+
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_warmup_cosine_decay_equals_keras_cosine_decay_with_warmup(warmup):
+    """Fine-tuning used Keras's `CosineDecay` with a warm-up; the one schedule gives its values."""
+    total, peak = 12, 2e-3
+    if warmup:
+        keras_schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, total - warmup, warmup_target=peak, warmup_steps=warmup
+        )
+    else:
+        keras_schedule = keras.optimizers.schedules.CosineDecay(peak, total)
+    schedule = WarmupCosineDecay(peak, warmup_steps=warmup, total_steps=total)
+    for step in range(total + 3):
+        assert _value(schedule(step)) == pytest.approx(
+            _value(keras_schedule(step)), rel=1e-5, abs=1e-10
+        ), step
+
+
+def test_finetuning_schedule_clamps_to_a_valid_run():
+    from matpac_keras.evaluation.finetune import warmup_cosine
+
+    schedule = warmup_cosine(1e-3, total=5, warmup=10)  # warm-up longer than the run
+    assert (schedule.warmup_steps, schedule.total_steps) == (4, 5)
+    assert warmup_cosine(1e-3, total=0, warmup=0).get_config()["total_steps"] == 1

@@ -31,8 +31,8 @@ import tensorflow_datasets as tfds
 from matpac_keras.audio import SAMPLE_RATE, AudioError, audio_info
 from matpac_keras.data import sources
 from matpac_keras.data.dropped import BAD_AUDIO, TOO_SHORT, DroppedClips
-from matpac_keras.data.pretraining import crop_samples
 from matpac_keras.errors import InputError
+from matpac_keras.frontend import samples_for_frames
 
 LEGACY_FEATURE_NAMES = ("datasets.audio_builder_lib.PcmAudio",)  # before the package rename
 _HEADER_WORKERS = 8
@@ -149,7 +149,7 @@ def take_inventory(
         dropped: DroppedClips or None. Where dropped clips are recorded; None: a new one.
     """
     dropped = DroppedClips() if dropped is None else dropped
-    needed = crop_samples(crop_frames)
+    needed = samples_for_frames(crop_frames)
     if sources.is_file_source(source):
         files = sources.audio_files(source)
         description = f"folder {os.fspath(source)}" if isinstance(source, str) else "file list"

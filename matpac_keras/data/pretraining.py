@@ -15,23 +15,18 @@ import tensorflow as tf
 from matpac_keras.audio import SAMPLE_RATE
 from matpac_keras.data import sources
 from matpac_keras.data.dropped import TOO_SHORT, DroppedClips
-from matpac_keras.frontend import HOP_LENGTH, N_FFT, N_MELS, LogMelSpectrogram
+from matpac_keras.frontend import HOP_LENGTH, N_FFT, N_MELS, LogMelSpectrogram, samples_for_frames
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def crop_samples(crop_frames: int) -> int:
-    """Waveform samples whose log-mel has exactly `crop_frames` frames (97,520 for 608)."""
-    return (crop_frames - 1) * HOP_LENGTH + N_FFT
-
-
 def random_crop(waveform: tf.Tensor, seed: tf.Tensor, crop_frames: int) -> tf.Tensor:
-    """A `crop_samples(crop_frames)` window of `waveform` [samples] at a random frame offset.
+    """A `samples_for_frames(crop_frames)` window of `waveform` [samples] at a random frame offset.
 
     The offset is `160 * k`, k uniform over every start that keeps the window inside the clip,
     drawn with a stateless generator from `seed` (an int64 scalar): same seed, same crop.
     """
-    length = crop_samples(crop_frames)
+    length = samples_for_frames(crop_frames)
     frames = 1 + (tf.shape(waveform, out_type=tf.int64)[0] - N_FFT) // HOP_LENGTH
     first = tf.random.stateless_uniform(
         [],
@@ -61,8 +56,9 @@ def pretraining_dataset(
 
     One pass is one epoch: every usable clip once, in a new order and with new crops each time
     the dataset is iterated (Keras's `fit` does so every epoch); the last partial batch is
-    dropped. A waveform counts as `too_short` when it has fewer than `crop_samples(crop_frames)`
-    samples; it and undecodable files (`bad_audio`) are skipped, logged and counted in `dropped`.
+    dropped. A waveform counts as `too_short` when it has fewer than
+    `samples_for_frames(crop_frames)` samples; it and undecodable files (`bad_audio`) are
+    skipped, logged and counted in `dropped`.
 
     Args:
         source: a folder of audio files, a sequence of audio file paths, a prepared TFDS builder
@@ -75,7 +71,8 @@ def pretraining_dataset(
         deterministic: bool. Keep the element order of parallel maps fixed, so the same seed
             gives the same batches; needs a seed. Defaults to False (faster).
         logmel_in_pipeline: bool. True: normalised log-mel crops [B, 80, crop_frames]. False:
-            the cropped waveforms [B, crop_samples(crop_frames)], for a front end in the model.
+            the cropped waveforms [B, samples_for_frames(crop_frames)], for a front end in the
+            model.
             Defaults to True.
         split: str. The split of a TFDS builder source. Defaults to "train".
         shuffle_buffer: int. Examples in the shuffle buffer of a TFDS source. Defaults to 1024.
@@ -117,7 +114,7 @@ def pretraining_dataset(
         examples = examples.shuffle(shuffle_buffer, seed=shuffle_seed)
         clips = _with_seeds(examples, crop_seed).map(lambda indexed, key: _tfds_clip(*indexed, key))
 
-    needed = crop_samples(crop_frames)
+    needed = samples_for_frames(crop_frames)
     crops = clips.filter(lambda wave, name, key: _long_enough(wave, name, needed, dropped))
     frontend = LogMelSpectrogram() if logmel_in_pipeline else None
 

@@ -33,6 +33,7 @@ from matpac_keras.head_labels import labels_path, save_head_labels
 from matpac_keras.model_path import check_model_path
 from matpac_keras.optimizers import AdamW
 from matpac_keras.outputs import atomic_output, check_output, remove_stale_temporaries
+from matpac_keras.schedules import WarmupCosineDecay
 from matpac_keras.workdir_lock import workdir_lock
 
 
@@ -84,15 +85,11 @@ def make_backbone(config):
     return backbone
 
 
-def warmup_cosine(learning_rate: float, total: int, warmup: int):
-    """Linear warm-up over `warmup` steps to `learning_rate`, then cosine decay to 0 at `total`."""
+def warmup_cosine(learning_rate: float, total: int, warmup: int) -> WarmupCosineDecay:
+    """The pretraining schedule (`WarmupCosineDecay`, to 0) for `total` steps, `warmup` of them
+    warm-up, both clamped to a valid run (at least 1 step, warm-up shorter than the run)."""
     total = max(1, total)
-    warmup = min(total - 1, warmup)
-    if warmup <= 0:
-        return keras.optimizers.schedules.CosineDecay(learning_rate, total)
-    return keras.optimizers.schedules.CosineDecay(
-        0.0, total - warmup, warmup_target=learning_rate, warmup_steps=warmup
-    )
+    return WarmupCosineDecay(learning_rate, max(0, min(total - 1, warmup)), total)
 
 
 def schedule(config, steps_per_epoch: int):

@@ -1,11 +1,11 @@
 """Batches for fine-tuning: random log-mel crops of in-memory clips, with MixUp (any backend).
 
-Each batch: a crop of `crop_frames` frames per clip (random start for training, the start for
-validation), turned into the normalised log-mel; frames past a clip's end are 0 (the
-normalised mean, as the embeddings pad). Training batches then go through
-`keras.layers.MixUp`, which mixes the log-mels and the targets with per-clip Beta(alpha, alpha)
-weights. Targets are float [B, C]: one-hot, multi-hot, or [labels, mask] for masked tasks
-(mixing the mask makes it a per-label weight).
+Each batch: a crop of `crop_frames` frames per clip (for training at a random frame offset,
+`crop_start`; for validation from the start), turned into the normalised log-mel; frames past a
+clip's end are 0 (the normalised mean, as the embeddings pad). Training batches are then mixed
+(`mixup`: the log-mels and the targets, per-clip Beta(alpha, alpha) weights). Targets are
+float [B, C]: one-hot, multi-hot, or [labels, mask] for masked tasks (mixing the mask makes it
+a per-label weight).
 """
 
 import math
@@ -15,19 +15,30 @@ import numpy as np
 from keras import ops
 
 from matpac_keras.audio import pcm16_to_float
-from matpac_keras.frontend import HOP_LENGTH, N_FFT, LogMelSpectrogram, num_frames
+from matpac_keras.frontend import HOP_LENGTH, LogMelSpectrogram, num_frames, samples_for_frames
 
 
-def samples_for(frames: int) -> int:
-    """Samples whose `center=False` STFT has exactly `frames` frames."""
-    return N_FFT + HOP_LENGTH * (frames - 1)
+def crop_start(num_samples: int, crop_frames: int, u: float) -> int:
+    """The first sample of a crop at a uniformly random frame offset, `u` uniform in [0, 1)."""
+    starts = max(0, num_frames(num_samples) - crop_frames) + 1
+    return min(int(u * starts), starts - 1) * HOP_LENGTH
+
+
+def mixup(
+    logmel: np.ndarray, targets: np.ndarray, alpha: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`keras.layers.MixUp`'s mixing of a batch, its draws taken from `rng`."""
+    weight = rng.beta(alpha, alpha, len(logmel)).astype("float32")
+    partner = rng.permutation(len(logmel))
+    mixed = weight[:, None, None] * logmel + (1 - weight)[:, None, None] * logmel[partner]
+    return mixed, weight[:, None] * targets + (1 - weight)[:, None] * targets[partner]
 
 
 def crop_clip(waveform: np.ndarray, crop_frames: int, start: int = 0) -> tuple[np.ndarray, int]:
-    """`samples_for(crop_frames)` float32 samples of a clip (int16 read as x / 32768) from
+    """`samples_for_frames(crop_frames)` float32 samples of a clip (int16 read as x / 32768) from
     `start`, zero-padded past its end, and the number of frames they fill (at least 1)."""
     waveform = pcm16_to_float(waveform)
-    length = samples_for(crop_frames)
+    length = samples_for_frames(crop_frames)
     crop = waveform[start : start + length]
     frames = max(1, num_frames(len(crop)))
     return np.pad(crop, (0, length - len(crop))).astype("float32"), frames
@@ -86,7 +97,7 @@ class CropBatches(keras.utils.PyDataset):
         self.training = training
         self.rng = np.random.default_rng(seed)
         self.frontend = LogMelSpectrogram()
-        self.mixup = keras.layers.MixUp(mixup_alpha, seed=seed) if mixup_alpha > 0 else None
+        self.mixup_alpha = mixup_alpha
         self.order = np.arange(len(waveforms))
         self.on_epoch_end()
 
@@ -98,11 +109,11 @@ class CropBatches(keras.utils.PyDataset):
             self.order = self.rng.permutation(len(self.waveforms))
 
     def _crop(self, waveform: np.ndarray) -> tuple[np.ndarray, int]:
-        """A crop of at most `samples_for(crop_frames)` samples, zero-padded, and its frames."""
-        length = samples_for(self.crop_frames)
+        """A crop of at most `samples_for_frames(crop_frames)` samples, zero-padded, and its
+        frames."""
         start = 0
-        if self.training and len(waveform) > length:
-            start = int(self.rng.integers(0, len(waveform) - length + 1))
+        if self.training:
+            start = crop_start(len(waveform), self.crop_frames, self.rng.random())
         return crop_clip(waveform, self.crop_frames, start)
 
     def __getitem__(self, index: int):
@@ -110,8 +121,6 @@ class CropBatches(keras.utils.PyDataset):
         crops, frames = zip(*(self._crop(self.waveforms[i]) for i in rows), strict=True)
         logmel = crop_logmels(self.frontend, crops, frames)
         targets = self.targets[rows]
-        if self.training and self.mixup is not None:
-            mixed = self.mixup({"images": logmel[..., None], "labels": targets})
-            logmel = ops.convert_to_numpy(mixed["images"])[..., 0]
-            targets = ops.convert_to_numpy(mixed["labels"]).astype("float32")
+        if self.training and self.mixup_alpha > 0:
+            logmel, targets = mixup(logmel, targets, self.mixup_alpha, self.rng)
         return logmel, targets

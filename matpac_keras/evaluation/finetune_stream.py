@@ -9,9 +9,7 @@ the sampler's generator of s (`balanced_sampling.WeightedSampler`), in a fixed o
    the 160-sample hop, so the crop's log-mel is exactly those frames of the clip's); a clip
    shorter than the crop is zero-padded and its log-mel frames past its end are 0 (the
    normalised mean), as in `CropBatches`;
-3. MixUp, as `keras.layers.MixUp` computes it (each example mixed with the one a random
-   permutation pairs it with, by a Beta(alpha, alpha) weight, log-mels and targets alike), with
-   the weights and permutation drawn from the same generator.
+3. MixUp (`finetune_data.mixup`), its weights and permutation drawn from the same generator.
 
 So a batch is a pure function of (seed, step) whatever the number of workers reading batches
 ahead: a resumed run gets the batches of an uninterrupted one. Memory: the batches in flight
@@ -24,24 +22,8 @@ import keras
 import numpy as np
 
 from matpac_keras.evaluation.balanced_sampling import LabelIndex, WeightedSampler
-from matpac_keras.evaluation.finetune_data import crop_clip, crop_logmels
-from matpac_keras.frontend import HOP_LENGTH, LogMelSpectrogram, num_frames
-
-
-def crop_start(num_samples: int, crop_frames: int, u: float) -> int:
-    """The first sample of a crop at a uniformly random frame offset, `u` uniform in [0, 1)."""
-    starts = max(0, num_frames(num_samples) - crop_frames) + 1
-    return min(int(u * starts), starts - 1) * HOP_LENGTH
-
-
-def mixup(
-    logmel: np.ndarray, targets: np.ndarray, alpha: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """`keras.layers.MixUp`'s mixing of a batch, its draws taken from `rng`."""
-    weight = rng.beta(alpha, alpha, len(logmel)).astype("float32")
-    partner = rng.permutation(len(logmel))
-    mixed = weight[:, None, None] * logmel + (1 - weight)[:, None, None] * logmel[partner]
-    return mixed, weight[:, None] * targets + (1 - weight)[:, None] * targets[partner]
+from matpac_keras.evaluation.finetune_data import crop_clip, crop_logmels, crop_start, mixup
+from matpac_keras.frontend import LogMelSpectrogram
 
 
 class BalancedCropBatches(keras.utils.PyDataset):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from matpac_keras.data.pretraining import crop_samples
+from matpac_keras.frontend import samples_for_frames
 from matpac_keras.training.checkpoint import list_checkpoints, read_checkpoint
 from matpac_keras.training.metrics_log import read_metrics
 from tests.cli.train_test import REPO, _env, _kill_mid_way, _run, assert_same_checkpoint
@@ -61,7 +61,7 @@ def tfds_dir(manual_dir, tmp_path_factory) -> pathlib.Path:
 
 def _usable(folder) -> int:
     """Recordings of at least one crop at 16 kHz (8 kHz files: twice their frames)."""
-    return sum(soundfile.info(p).frames * 2 >= crop_samples(CROP) for p in folder.iterdir())
+    return sum(soundfile.info(p).frames * 2 >= samples_for_frames(CROP) for p in folder.iterdir())
 
 
 def _kill_and_resume(tmp_path_factory, source: str, total: int) -> dict:
@@ -262,7 +262,7 @@ def test_folder_inventory_counts_from_headers_and_excludes(manual_dir, tmp_path)
         shutil.copy(path, folder / "a" / "b" / path.name)
     (folder / "a" / "empty.wav").write_bytes(b"")
     (folder / "notes.txt").write_text("not audio")
-    long_enough = [p for p in files if soundfile.info(p).frames * 2 >= crop_samples(24)]
+    long_enough = [p for p in files if soundfile.info(p).frames * 2 >= samples_for_frames(24)]
     inventory = take_inventory(os.fspath(folder), 24)
     assert inventory.found == 7 and inventory.usable == len(long_enough)
     assert sorted(map(os.path.basename, inventory.files)) == [p.name for p in long_enough]

@@ -16,11 +16,11 @@ from keras import ops
 
 from matpac_keras.audio import load_audio
 from matpac_keras.data.dropped import DroppedClips
-from matpac_keras.data.pretraining import crop_samples, pretraining_dataset, random_crop
-from matpac_keras.frontend import HOP_LENGTH, LogMelSpectrogram
+from matpac_keras.data.pretraining import pretraining_dataset, random_crop
+from matpac_keras.frontend import HOP_LENGTH, LogMelSpectrogram, samples_for_frames
 
 CROP_FRAMES = 40
-CROP = crop_samples(CROP_FRAMES)
+CROP = samples_for_frames(CROP_FRAMES)
 single_backend = pytest.mark.single_backend
 
 

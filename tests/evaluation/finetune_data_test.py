@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from matpac_keras.evaluation.finetune_data import CropBatches, samples_for, targets_of
-from matpac_keras.frontend import LogMelSpectrogram, num_frames
+from matpac_keras.evaluation.finetune_data import CropBatches, targets_of
+from matpac_keras.frontend import HOP_LENGTH, LogMelSpectrogram, num_frames, samples_for_frames
 
 
 def _clips():
@@ -17,8 +17,8 @@ def _clips():
 
 def test_samples_for_gives_exact_frames():
     for frames in (1, 16, 64, 608):
-        assert num_frames(samples_for(frames)) == frames
-        assert num_frames(samples_for(frames) - 1) == frames - 1
+        assert num_frames(samples_for_frames(frames)) == frames
+        assert num_frames(samples_for_frames(frames) - 1) == frames - 1
 
 
 def test_targets():
@@ -37,7 +37,7 @@ def test_validation_batches_are_start_crops_padded_with_zero():
     np.testing.assert_array_equal(got_targets, targets[:4])
     frontend = LogMelSpectrogram()
     for b, clip in enumerate(clips[:4]):
-        crop = clip[: samples_for(48)]
+        crop = clip[: samples_for_frames(48)]
         reference = keras.ops.convert_to_numpy(frontend(crop[None]))[0]
         n = reference.shape[1]
         np.testing.assert_allclose(logmel[b, :, :n], reference, atol=1e-4)
@@ -66,13 +66,14 @@ def test_mixup_mixes_log_mels_and_targets_alike():
 def test_training_crops_are_random_windows():
     clip = np.random.default_rng(1).normal(size=48000).astype("float32")
     batches = CropBatches([clip], np.ones((1, 1), "float32"), 16, 1, training=True, seed=0)
-    length = samples_for(16)
+    length = samples_for_frames(16)
     starts = set()
     for _ in range(5):
         crop, frames = batches._crop(clip)
         assert frames == 16 and len(crop) == length
         [start] = np.flatnonzero(clip == crop[0])  # distinct random samples: a unique match
         np.testing.assert_array_equal(crop, clip[start : start + length])
+        assert start % HOP_LENGTH == 0  # a frame offset: its log-mel is frames of the clip's
         starts.add(int(start))
     assert len(starts) > 1
     short, frames = batches._crop(clip[:1000])

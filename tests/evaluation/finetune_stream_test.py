@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from matpac_keras.evaluation.balanced_sampling import LabelIndex, WeightedSampler, clip_weights
-from matpac_keras.evaluation.finetune_data import samples_for
-from matpac_keras.evaluation.finetune_stream import BalancedCropBatches, crop_start, mixup
-from matpac_keras.frontend import HOP_LENGTH, LogMelSpectrogram
+from matpac_keras.evaluation.finetune_data import crop_start, mixup
+from matpac_keras.evaluation.finetune_stream import BalancedCropBatches
+from matpac_keras.frontend import HOP_LENGTH, LogMelSpectrogram, samples_for_frames
 
 CROP = 32
 
@@ -72,7 +72,7 @@ def test_crops_are_frames_of_the_drawn_clips(store):
 
 
 def test_crop_offsets_cover_every_frame_start():
-    samples = samples_for(CROP) + 5 * HOP_LENGTH  # 6 possible starts
+    samples = samples_for_frames(CROP) + 5 * HOP_LENGTH  # 6 possible starts
     starts = {crop_start(samples, CROP, u) for u in np.linspace(0, 0.999, 100)}
     assert starts == {k * HOP_LENGTH for k in range(6)}
     assert crop_start(1000, CROP, 0.9) == 0  # shorter than a crop: from its start

@@ -76,12 +76,12 @@ def test_bad_source_and_seeds(tmp_path):
 
 def test_logmel_in_step_gives_the_waveform_crops_of_the_same_log_mel(folder):
     """`logmel_in_step=True`: waveform crops, whose front end is the default stream's batch."""
-    from matpac_keras.data.pretraining import crop_samples
+    from matpac_keras.frontend import samples_for_frames
 
     logmels = AudioBatchStream(folder, "train", batch_size=2, crop_frames=CROP, seed=3)
     waves = AudioBatchStream(
         folder, "train", batch_size=2, crop_frames=CROP, seed=3, logmel_in_step=True
     )
     for logmel, wave in zip(_take(logmels, 0, 4), _take(waves, 0, 4), strict=True):
-        assert wave.shape == (2, crop_samples(CROP)) and wave.dtype == np.float32
+        assert wave.shape == (2, samples_for_frames(CROP)) and wave.dtype == np.float32
         np.testing.assert_allclose(np.asarray(LogMelSpectrogram()(wave)), logmel, atol=1e-5)
