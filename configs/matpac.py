@@ -88,7 +88,7 @@ Fields:
   evaluate.linear_probe: after training, a linear probe, pretrained against random init, on
     the labelled clips of evaluate.probe_source: "synthetic" (held-out synthetic clips,
     evaluate.clips_per_class per probe split), "fsdd_digits" (FSDD's standard split, from the
-    folder data.source), or a "module:function" returning `matpac_keras.training.probe.ProbeData`.
+    folder data.source), or a "module:function" returning `matpac_keras.training.probe.ProbeClips`.
 """
 
 from ml_collections import config_dict

@@ -31,10 +31,9 @@ from matpac_keras.embedding import (
     check_chunk_frames,
     time_step_features,
 )
-from matpac_keras.head_labels import HeadLabels
+from matpac_keras.head_labels import ACTIVATIONS, HeadLabels
 
 POOLINGS = ("concat", "freq_mean")
-ACTIVATIONS = ("sigmoid", "softmax")
 
 
 def top_k_labels(probabilities, names, k: int) -> list[list[tuple[str, float]]]:
@@ -317,12 +316,14 @@ class MatpacAudioClassifier(keras_hub.models.Task):
 
     def probabilities(self, logits, activation: str | None = None) -> np.ndarray:
         """Probabilities [N, classes] of logits: `activation` "sigmoid" or "softmax" (the
-        authors' choice for every head), by default sigmoid for a `multi_label` model, else
-        softmax."""
+        authors' choice for every head; "none" returns the logits), by default sigmoid for a
+        `multi_label` model, else softmax."""
         activation = activation or ("sigmoid" if self.multi_label else "softmax")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
         logits = np.asarray(logits, "float64")
+        if activation == "none":
+            return logits.astype("float32")
         if activation == "sigmoid":
             return (1.0 / (1.0 + np.exp(-logits))).astype("float32")
         exp = np.exp(logits - logits.max(axis=-1, keepdims=True))

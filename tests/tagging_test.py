@@ -154,3 +154,17 @@ def test_load_classifier_from_preset_keras_and_label_file(tagger, tmp_path):
     plain.backbone.save(tmp_path / "bb.keras")
     with pytest.raises(InputError, match="holds a MatpacBackbone, not a MatpacAudioClassifier"):
         load_classifier(tmp_path / "bb.keras")
+
+
+def test_probabilities_follow_the_head_labels_activations():
+    """One list of activations (`head_labels.ACTIVATIONS`) for labels files and probabilities."""
+    model = _classifier()
+    logits = np.array([[2.0, -1.0, 0.5]], "float32")
+    np.testing.assert_allclose(model.probabilities(logits, "none"), logits)
+    np.testing.assert_allclose(
+        model.probabilities(logits, "sigmoid"), 1 / (1 + np.exp(-logits)), rtol=1e-6
+    )
+    softmax = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(model.probabilities(logits, "softmax"), softmax, rtol=1e-6)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        model.probabilities(logits, "relu")

@@ -385,11 +385,11 @@ def corpus_root(source) -> pathlib.Path:
 
 
 def probe_data(config):
-    """The family probe (`matpac_keras.training.probe.ProbeData`) of the corpus of
+    """The family probe (`matpac_keras.training.probe.ProbeClips`) of the corpus of
     `config.data.source` (its train/ folder or its root): fitted on the 800 train notes,
     scored on the 200 test notes (held-out pitches), each 4 s."""
     from matpac_keras.errors import InputError
-    from matpac_keras.training.probe import ProbeData
+    from matpac_keras.training.probe import ProbeClips
 
     try:
         root = corpus_root(config.data.source)
@@ -398,7 +398,7 @@ def probe_data(config):
     train_x, train_y = load_split(root, "train")
     test_x, test_y = load_split(root, "test")
     description = f"GM note families ({len(FAMILIES)}), held-out pitches"
-    return ProbeData(description, train_x, train_y, test_x, test_y)
+    return ProbeClips(description, train_x, train_y, test_x, test_y)
 
 
 def main(argv=None) -> int:

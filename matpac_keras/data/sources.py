@@ -9,7 +9,6 @@ Files are decoded by `matpac_keras.audio.load_audio` (the embedding code's decod
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -94,14 +93,6 @@ def tfds_dataset(
     if spec["audio"].shape.rank != 1:
         raise ValueError(f"'audio' must be a 1-D (mono) waveform; got shape {spec['audio'].shape}")
     return source
-
-
-def require_key(spec: dict[str, Any], key: str, argument: str) -> None:
-    """Raises a ValueError naming `argument` if the examples have no `key`."""
-    if key not in spec:
-        raise ValueError(
-            f"{argument}={key!r} is not a feature of the source; it has {sorted(spec)}"
-        )
 
 
 def example_name(example: dict[str, tf.Tensor], index: tf.Tensor) -> tf.Tensor:

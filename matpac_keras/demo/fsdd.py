@@ -45,10 +45,10 @@ def fixed_length(waveform: np.ndarray, samples: int) -> np.ndarray:
 
 
 def probe_data(config):
-    """The digit probe's clips (`matpac_keras.training.probe.ProbeData`): the train recordings
+    """The digit probe's clips (`matpac_keras.training.probe.ProbeClips`): the train recordings
     of the folder `config.data.source` to fit it, the 300 test recordings to score it, each
     `PROBE_SECONDS` long (FSDD clips are 0.1-2.3 s, median 0.42 s)."""
-    from matpac_keras.training.probe import ProbeData
+    from matpac_keras.training.probe import ProbeClips
 
     samples = int(PROBE_SECONDS * SAMPLE_RATE)
     split = {True: ([], []), False: ([], [])}
@@ -57,4 +57,4 @@ def probe_data(config):
         waveforms.append(fixed_length(load_audio(path, min_samples=1), samples))
         labels.append(digit)
     (train_x, train_y), (test_x, test_y) = split[False], split[True]
-    return ProbeData("held-out FSDD digits", train_x, np.array(train_y), test_x, np.array(test_y))
+    return ProbeClips("held-out FSDD digits", train_x, np.array(train_y), test_x, np.array(test_y))

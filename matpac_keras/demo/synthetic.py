@@ -181,12 +181,12 @@ def pretraining_corpus(config):
 
 
 def probe_data(config):
-    """The demo's probe clips (`matpac_keras.training.probe.ProbeData`): independent held-out
+    """The demo's probe clips (`matpac_keras.training.probe.ProbeClips`): independent held-out
     draws of the corpus, `config.evaluate.clips_per_class` per class to fit the probe and as
     many to score it, `config.data.synthetic.seconds` long."""
-    from matpac_keras.training.probe import ProbeData
+    from matpac_keras.training.probe import ProbeClips
 
     clips, seconds = config.evaluate.clips_per_class, config.data.synthetic.seconds
     train_x, train_y = make_corpus(clips, seconds, config.seed, "probe_train")
     test_x, test_y = make_corpus(clips, seconds, config.seed, "probe_test")
-    return ProbeData("held-out synthetic clips", list(train_x), train_y, list(test_x), test_y)
+    return ProbeClips("held-out synthetic clips", list(train_x), train_y, list(test_x), test_y)

@@ -3,7 +3,7 @@
 The labelled clips come from a probe source named by `config.evaluate.probe_source`: one of
 `PROBE_SOURCES` ("synthetic": held-out clips of the demo corpus; "fsdd_digits": the Free
 Spoken Digit Dataset's standard split, from the folder of `config.data.source`), or any
-"module:function" whose function takes the config and returns `ProbeData`. Both encoders embed
+"module:function" whose function takes the config and returns `ProbeClips`. Both encoders embed
 the same clips ("precise" clip embeddings, SPEC section 6); a logistic-regression probe is
 fitted on the train clips and scored on the test clips. The random encoder is the same
 architecture initialised from the run's seed.
@@ -27,7 +27,7 @@ PROBE_SOURCES = {
 
 
 @dataclasses.dataclass
-class ProbeData:
+class ProbeClips:
     """Labelled clips for a probe: 16 kHz mono float32 waveforms (any lengths) and int labels.
 
     Attributes:
@@ -43,8 +43,8 @@ class ProbeData:
     test_labels: np.ndarray
 
 
-def load_probe_data(config: ConfigDict) -> ProbeData:
-    """The `ProbeData` of `config.evaluate.probe_source` (a registered name or module:function)."""
+def load_probe_data(config: ConfigDict) -> ProbeClips:
+    """The `ProbeClips` of `config.evaluate.probe_source` (a registered name or module:function)."""
     return probe_loader(config)(config)
 
 
@@ -78,7 +78,7 @@ def embed(backbone: MatpacBackbone, waveforms, batch_size: int = 64) -> np.ndarr
 def compare_with_random_init(
     backbone: MatpacBackbone,
     random_backbone: MatpacBackbone,
-    data: ProbeData,
+    data: ProbeClips,
     seed: int,
     init_from: MatpacBackbone | None = None,
 ) -> dict:
