@@ -46,6 +46,7 @@ PRESET_WEIGHTS = "model.weights.h5"
 TASK_WEIGHTS = "task.weights.h5"
 KERAS_WEIGHTS = "model.weights.h5"  # the weights member of a .keras archive
 PACKAGE = "matpac_keras"
+MATPAC_BACKBONE = "matpac_keras>MatpacBackbone"
 
 
 class _ShapeRecorder(saving_lib.H5IOStore):
@@ -92,16 +93,18 @@ def stored_weights(weights: h5py.File) -> dict[str, tuple]:
 def check_weights_match(model: keras.Model, weights, where: str, skip: tuple = ()) -> None:
     """Raises InputError naming `where` and the first mismatch unless the `.weights.h5` file
     `weights` (a path or an open binary file) holds exactly the weights of `model`: none
-    unused, none missing, none of another shape. An optimizer's weights stored beside a model
-    loaded without one are not counted."""
+    unused, none missing, none of another shape. An optimizer's weights (a model saved
+    compiled) are not counted."""
     expected = expected_weights(model, skip)
     try:
         with h5py.File(weights, "r") as file:
             stored = stored_weights(file)
     except OSError as error:
-        raise InputError(f"{where}: unreadable weights ({error})") from None
-    if not any(name.startswith("optimizer/") for name in expected):
-        stored = {k: v for k, v in stored.items() if not k.startswith("optimizer/")}
+        reason = "unreadable weights: " + " ".join(str(error).split())
+        raise InputError(f"{where}: corrupt preset or model ({reason})") from None
+    # An optimizer's state (a model saved compiled) is no part of what the config builds.
+    expected = {k: v for k, v in expected.items() if not k.startswith("optimizer/")}
+    stored = {k: v for k, v in stored.items() if not k.startswith("optimizer/")}
     problems = []
     for name, shape in expected.items():
         if name not in stored:
@@ -242,10 +245,7 @@ def load_preset_backbone(path: str | os.PathLike) -> MatpacBackbone:
     name = config["registered_name"]
     import_model_module(config)
     if name is None or keras.saving.get_registered_object(name) is not MatpacBackbone:
-        raise InputError(
-            f"{path}: a preset of {_described(config)}, not of a MATPAC backbone "
-            "(matpac_keras>MatpacBackbone)"
-        )
+        raise InputError(f"{path}: a preset of {_described(config)}, not of {MATPAC_BACKBONE}")
     try:
         backbone = keras_hub.models.Backbone.from_preset(path, load_weights=False)
     except Exception as e:

@@ -89,10 +89,14 @@ def full_disk(tmp_path):
 
 
 def _one_line(result):
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("W1")]
+    """The `Error:` line ending a failed command's stderr (before it: logs and progress bars,
+    never a traceback, a library's "Exception ignored" or a crash)."""
     assert result.returncode == 1, result.stderr[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr[-2000:]
-    return lines[0]
+    for noise in ("Traceback", "Exception ignored", "Fatal Python error", "terminate called"):
+        assert noise not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("Error:")] == lines[-1:], lines
+    return lines[-1]
 
 
 def test_convert_and_export_to_a_full_disk_end_in_one_line(fixtures_dir, tmp_path, full_disk):

@@ -62,7 +62,7 @@ def test_a_preset_of_another_model_names_it(tmp_path, config, described):
     with pytest.raises(InputError) as refused:
         saving.load_backbone(preset)
     assert str(refused.value) == (
-        f"{preset}: a preset of {described}, not of a MATPAC backbone (matpac_keras>MatpacBackbone)"
+        f"{preset}: a preset of {described}, not of matpac_keras>MatpacBackbone"
     )
 
 
