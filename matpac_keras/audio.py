@@ -165,6 +165,20 @@ def wav_declared_frames(path: str | os.PathLike) -> int | None:
         return None
 
 
+def _decode_error(path: str, what: str, error: Exception) -> AudioError:
+    """The AudioError of a file soundfile could not open or decode (`what`: "cannot read audio
+    header", "cannot decode audio"). libsndfile says "File does not exist or is not a regular
+    file (possibly a pipe?)" of an existing file in no format it knows (a fake `.mp3`): that
+    file is said to be no decodable audio instead."""
+    message = str(error)
+    if "does not exist or is not a regular file" in message and os.path.isfile(path):
+        message = (
+            "not decodable audio: its content is in none of the formats soundfile reads "
+            "(wav, flac, ogg, mp3...), whatever its name"
+        )
+    return AudioError(f"{path}: {what}: {message}")
+
+
 def _truncated(path: str, declared: int, present: int) -> AudioError:
     return AudioError(f"{path}: truncated: header declares {declared} frames, {present} present")
 
@@ -181,7 +195,7 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     try:
         info = sf.info(path)
     except _DECODE_ERRORS as e:
-        raise AudioError(f"{path}: cannot read audio header: {e}") from e
+        raise _decode_error(path, "cannot read audio header", e) from e
     declared = wav_declared_frames(path)
     if declared is not None and declared > info.frames:
         raise _truncated(path, declared, info.frames)
@@ -242,7 +256,7 @@ def stream_audio(
                 if block.shape[0]:
                     yield block
     except _DECODE_ERRORS as e:
-        raise AudioError(f"{path}: cannot decode audio: {e}") from e
+        raise _decode_error(path, "cannot decode audio", e) from e
     if decoded < wanted:
         raise _truncated(path, declared, decoded)
     if decoded == 0:

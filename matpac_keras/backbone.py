@@ -6,11 +6,15 @@ preset directory (config.json, model.weights.h5, metadata.json) and
 `matpac_keras` is imported (which registers the class with Keras).
 """
 
+import hashlib
+import json
+
 import keras
 import keras_hub
 import numpy as np
 from keras import ops
 
+from matpac_keras.errors import InputError
 from matpac_keras.layers import PatchEmbedding, TransformerStack, sincos_2d
 
 # One table of model sizes (ViT naming). "base" is the paper's model.
@@ -20,6 +24,55 @@ BACKBONE_VARIANTS = {
     "base": dict(embed_dim=768, depth=12, num_heads=12),
     "large": dict(embed_dim=1024, depth=24, num_heads=16),
 }
+
+# Bounds of a backbone's config, checked before anything is built (a tampered preset's
+# `max_frames=1e9` would otherwise allocate a position grid of tens of GiB): (low, high).
+BACKBONE_LIMITS = {
+    "embed_dim": (4, 8192),
+    "depth": (1, 256),
+    "num_heads": (1, 1024),
+    "mlp_ratio": (0.0, 64.0),  # low excluded
+    "patch_size": (1, 256),
+    "num_mels": (1, 1024),
+    "max_frames": (1, 1_000_000),  # 10,000 s
+}
+MOST_POSITIONS = 2**28  # values of the position grid, (mels / p) * (max_frames / p) * D: 1 GiB
+
+
+def check_backbone_config(**config) -> None:
+    """Raises InputError (a ValueError) naming the field unless a backbone's sizes are in
+    `BACKBONE_LIMITS` (integers, but `mlp_ratio`, a finite number), `embed_dim` is a multiple
+    of 4 (the sin-cos positions) and of `num_heads`, `num_mels` a multiple of `patch_size`,
+    `max_frames` at least one patch, and the position grid at most `MOST_POSITIONS` values."""
+    for name, (low, high) in BACKBONE_LIMITS.items():
+        if name not in config:
+            continue
+        value = config[name]
+        if name == "mlp_ratio":
+            number = not isinstance(value, bool) and isinstance(value, int | float | np.number)
+            if not number or not np.isfinite(value) or not low < value <= high:
+                raise InputError(f"{name} must be a number in ({low:g}, {high:g}]; got {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise InputError(f"{name} must be an integer; got {value!r}")
+        if not low <= value <= high:
+            raise InputError(f"{name} must be from {low} to {high}; got {value}")
+    dim, heads = config.get("embed_dim", 768), config.get("num_heads", 12)
+    patch, mels = config.get("patch_size", 16), config.get("num_mels", 80)
+    frames = config.get("max_frames", 608)
+    if dim % 4 or dim % heads:
+        raise InputError(f"embed_dim={dim} must be a multiple of 4 and of num_heads={heads}")
+    if mels % patch or frames < patch:
+        raise InputError(
+            f"num_mels={mels} must be a multiple of patch_size={patch} and "
+            f"max_frames={frames} at least one patch"
+        )
+    positions = (mels // patch) * (frames // patch) * dim
+    if positions > MOST_POSITIONS:
+        raise InputError(
+            f"max_frames={frames}: a position grid of {positions:,} values (more than "
+            f"{MOST_POSITIONS:,}); the sizes are not those of a usable model"
+        )
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
@@ -42,6 +95,9 @@ class MatpacBackbone(keras_hub.models.Backbone):
             row 0 is added to the cls token), as the authors' code adds whatever `pos_embed` a
             checkpoint holds: `matpac-convert` sets it for a checkpoint whose table is not the
             sin-cos grid. Defaults to False: the fixed sin-cos grid, computed, not stored.
+
+    Sizes out of `BACKBONE_LIMITS` (or inconsistent: `check_backbone_config`) raise InputError
+    before anything is allocated.
 
     The backbone is built on construction (its weights do not depend on the input length), and
     its input signature is `[batch, num_mels, frames]` with `frames` free, so that
@@ -66,12 +122,16 @@ class MatpacBackbone(keras_hub.models.Backbone):
         stored_positions: bool = False,
         **kwargs,
     ):
+        check_backbone_config(
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            patch_size=patch_size,
+            num_mels=num_mels,
+            max_frames=max_frames,
+        )
         super().__init__(**kwargs)
-        if num_mels % patch_size or max_frames < patch_size:
-            raise ValueError(
-                f"num_mels={num_mels} must be a multiple of patch_size={patch_size} and "
-                f"max_frames={max_frames} at least one patch"
-            )
         # === Layers ===
         self.patch_embedding = PatchEmbedding(
             embed_dim, patch_size, dtype=self.dtype_policy, name="patch_embedding"
@@ -246,3 +306,19 @@ def export_spectrogram_model(
     return keras_export(
         filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs
     )
+
+
+def backbone_fingerprint(backbone: MatpacBackbone, **extra) -> str:
+    """A hex digest of `backbone`'s config (its name left out), its weights' content and
+    `extra` (JSON-serialisable settings): equal digests compute the same function. The cache
+    key of exported encoders (`encoder_runtime`) and the model of a sharded embedding job
+    (`file_embeddings.job_options`)."""
+    digest = hashlib.blake2b(digest_size=16)
+    config = {**backbone.get_config(), **extra}
+    config.pop("name", None)
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for weight in backbone.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{weight.path}:{value.dtype}:{value.shape}".encode())
+        digest.update(value.data)
+    return digest.hexdigest()

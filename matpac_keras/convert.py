@@ -2,11 +2,12 @@
 
 The architecture is read from tensor shapes; the number of attention heads cannot be, so it
 comes from a head width (64 for the encoder, 32 for the predictor, as in the official models)
-unless given. Loading is strict: every Keras weight must receive exactly one checkpoint tensor
-of the right shape and every checkpoint tensor must be used, else `CheckpointMismatchError`
-names the first offending tensor. The arguments shapes cannot tell (`num_heads`,
-`predictor_num_heads`, `num_mels`) are checked against the checkpoint before a model is built:
-a bad one raises an InputError naming it.
+unless given; for an encoder width of no ViT variant the guess is logged as a warning. Loading
+is strict: every Keras weight must receive exactly one checkpoint tensor of the right shape,
+finite (no NaN or Inf), and every checkpoint tensor must be used, else
+`CheckpointMismatchError` names the first offending tensor. The arguments shapes cannot tell
+(`num_heads`, `predictor_num_heads`, `num_mels`) are checked against the checkpoint before a
+model is built: a bad one raises an InputError naming it.
 
 A checkpoint whose `pos_embed` is the sin-cos grid converts to the computed grid; any other
 table is kept as the backbone's stored `position_table` (as the authors' code adds whatever
@@ -19,8 +20,9 @@ import numbers
 import re
 
 import numpy as np
+from absl import logging
 
-from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.backbone import BACKBONE_VARIANTS, MatpacBackbone
 from matpac_keras.errors import InputError
 from matpac_keras.layers import sincos_2d
 from matpac_keras.pretrainer import MatpacPretrainer
@@ -130,6 +132,15 @@ def backbone_config(state: dict, num_heads: int | None = None, num_mels: int = 8
     num_mels = _check_num_mels(num_mels, state, embed_dim, patch_size)
     if num_heads is None:
         num_heads = _heads_from_width(embed_dim, 64, "encoder", "num_heads")
+        if embed_dim not in {v["embed_dim"] for v in BACKBONE_VARIANTS.values()}:
+            logging.warning(
+                "the encoder width %d is that of no ViT variant (%s): its head count, which "
+                "the weights' shapes do not tell, is guessed as %d (heads of width 64); pass "
+                "--num_heads if it was trained with another",
+                embed_dim,
+                ", ".join(str(v["embed_dim"]) for v in BACKBONE_VARIANTS.values()),
+                num_heads,
+            )
     num_heads = _check_heads(num_heads, embed_dim, "num_heads", "encoder width")
     table = state["pos_embed"].reshape(-1, embed_dim)
     num_tokens = table.shape[0] - 1
@@ -223,6 +234,11 @@ class _Assigner:
                 f"checkpoint has no tensor {key!r} (needed for Keras weight {variable.path})"
             )
         value = np.asarray(transform(self.state[key]), dtype="float32")
+        if not np.isfinite(value).all():
+            raise CheckpointMismatchError(
+                f"tensor {key!r} (Keras weight {variable.path}) holds NaN or infinite values: "
+                "a corrupt or diverged checkpoint; nothing written"
+            )
         if tuple(value.shape) != tuple(variable.shape):
             raise CheckpointMismatchError(
                 f"tensor {key!r} has shape {self.state[key].shape}, which does not fit Keras "

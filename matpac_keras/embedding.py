@@ -297,6 +297,7 @@ class EmbeddingExtractor:
         self.frontend = LogMelSpectrogram()
         self.features = TokenFeatures(backbone, all_layers=layers)
         self.encoder = encoder
+        self._graph = None  # TensorFlow: `_free_shape_graph`, built on first use
 
     @property
     def temporal_support(self) -> float:
@@ -511,7 +512,23 @@ class EmbeddingExtractor:
         """Windows [n, mels, t] (n up to `batch_size`) -> features [n, L, t / patch, F*D]."""
         if self.encoder is not None:
             return np.asarray(self.encoder(np.ascontiguousarray(windows, dtype="float32")))
-        return keras.ops.convert_to_numpy(self.features.predict_on_batch(windows))
+        if keras.backend.backend() != "tensorflow":
+            return keras.ops.convert_to_numpy(self.features.predict_on_batch(windows))
+        if self._graph is None:
+            self._graph = self._free_shape_graph()
+        return self._graph(np.asarray(windows, dtype="float32")).numpy()
+
+    def _free_shape_graph(self):
+        """TensorFlow: `features` as one graph of free batch and frames, used for every window
+        shape. (`predict_on_batch` retraces: the first shape a process sees gets a graph of
+        its own, later ones a shape-generic graph, whose float32 rounding differs by ~1e-7; a
+        result would then depend on what the process encoded before, and a resumed sharded
+        job would differ from an uninterrupted one.) JAX compiles each shape, and PyTorch runs
+        each call, the same way whatever came before."""
+        import tensorflow as tf
+
+        spec = tf.TensorSpec([None, self.backbone.num_mels, None], "float32")
+        return tf.function(lambda windows: self.features(windows, training=False), [spec])
 
     def embed_clips(self, waveforms: list[np.ndarray], progress=None) -> list[ClipEmbeddings]:
         """Embeddings of clips of any lengths (1-D 16 kHz arrays), one ClipEmbeddings each.

@@ -6,8 +6,10 @@ shards it finished and ends with the same folder as an uninterrupted run:
 
     DIR/manifest.json              written first: the format, `shard_size`, the number of inputs,
                                    the SHA-256 of their list, and the options that computed
-                                   the embeddings (model, mode, window...). A restart with other
-                                   inputs or options is refused, naming what differs.
+                                   the embeddings (model path and weights fingerprint, runtime,
+                                   precision, mode, window...). A restart with other inputs or
+                                   options (e.g. another model file at the same path) is
+                                   refused, naming what differs.
     DIR/shard-00000-of-00003.npz   inputs [k N, (k + 1) N) of the list (N = shard_size), the
                                    embedded ones in input order:
                                      files [n], input_index [n] (position in the input list),
@@ -92,7 +94,12 @@ def manifest_for(paths: Sequence[str], shard_size: int, options: dict) -> dict:
 
 def _differences(old: dict, new: dict) -> list[str]:
     """What differs between two manifests, named for the error message."""
-    names = {"num_inputs": "the number of inputs", "inputs_sha256": "the input list"}
+    names = {
+        "num_inputs": "the number of inputs",
+        "inputs_sha256": "the input list",
+        "model_weights": "the model's weights (fingerprint of its config and weights)",
+        "encoder": "the runtime",
+    }
     found = []
     for key in ("format", "shard_size", "num_inputs", "inputs_sha256"):
         if old.get(key) != new.get(key):
@@ -100,7 +107,10 @@ def _differences(old: dict, new: dict) -> list[str]:
     old_options, new_options = old.get("options", {}), new.get("options", {})
     for key in sorted(set(old_options) | set(new_options)):
         if old_options.get(key) != new_options.get(key):
-            found.append(f"{key} ({old_options.get(key)!r} there, {new_options.get(key)!r} now)")
+            found.append(
+                f"{names.get(key, key)} ({old_options.get(key)!r} there, "
+                f"{new_options.get(key)!r} now)"
+            )
     return found
 
 

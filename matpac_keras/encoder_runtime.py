@@ -30,9 +30,11 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import tempfile
 
 import numpy as np
+from absl import logging
 
 RUNTIMES = ("onnx", "openvino")
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
@@ -230,17 +232,9 @@ ENCODERS = {"onnx": OnnxRuntimeEncoder, "openvino": OpenVinoEncoder}
 def weights_fingerprint(backbone, all_layers: bool = False) -> str:
     """A hex digest of `backbone`'s config, weights and `all_layers`: the cache key of its
     exports (two backbones with equal digests compute the same function)."""
-    import keras
+    from matpac_keras.backbone import backbone_fingerprint
 
-    digest = hashlib.blake2b(digest_size=16)
-    config = {**backbone.get_config(), "all_layers": all_layers, "format": FORMAT_VERSION}
-    config.pop("name", None)
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for weight in backbone.weights:
-        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
-        digest.update(f"{weight.path}:{value.dtype}:{value.shape}".encode())
-        digest.update(value.data)
-    return digest.hexdigest()
+    return backbone_fingerprint(backbone, all_layers=all_layers, format=FORMAT_VERSION)
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -261,8 +255,11 @@ def cached_encoder(
 ):
     """An `OnnxRuntimeEncoder` or `OpenVinoEncoder` of `backbone`, exported on first use into
     `cache_dir` (default `default_cache_dir()`) under `key` (default: `weights_fingerprint`),
-    and loaded from there afterwards. The export is written to a temporary folder and renamed
-    into place, so concurrent or killed runs never leave a partial file under the key.
+    and loaded from there afterwards. The export is written to a temporary folder with the
+    SHA-256 of its files (`checksums.json`) and renamed into place, so concurrent or killed
+    runs never leave a partial file under the key; a cached folder whose files no longer match
+    their checksums (truncated, changed, or from before checksums) is logged, removed and
+    exported again.
     `options` go to the encoder class (`threads`, OpenVINO's `precision`, `static_shapes`).
 
     Exporting needs `KERAS_BACKEND=tensorflow` (`export_token_features`); loading does not.
@@ -273,14 +270,57 @@ def cached_encoder(
     key = key or weights_fingerprint(backbone, all_layers)
     folder = cache_dir / f"{key}-{runtime}"
     path = folder / f"encoder{SUFFIXES[runtime]}"
-    if not _metadata_path(path).is_file():
+    problem = _cache_problem(folder) if folder.exists() else None
+    if problem:
+        logging.warning("cached encoder %s: %s; exporting it again", folder, problem)
+        aside = cache_dir / f".{key}-{runtime}-broken-{os.getpid()}"
+        os.replace(folder, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    if not folder.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
         staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
-        export_token_features(backbone, staging / path.name, all_layers=all_layers)
+        try:
+            export_token_features(backbone, staging / path.name, all_layers=all_layers)
+            _write_checksums(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         try:
             os.rename(staging, folder)
         except OSError:  # another process got there first: use its export
-            import shutil
-
             shutil.rmtree(staging, ignore_errors=True)
     return ENCODERS[runtime](path, **options)
+
+
+CHECKSUMS = "checksums.json"
+
+
+def _file_sha256(path: pathlib.Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _write_checksums(folder: pathlib.Path) -> None:
+    """Records the SHA-256 of every file of an export folder in its `checksums.json`."""
+    sums = {p.name: _file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    (folder / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n")
+
+
+def _cache_problem(folder: pathlib.Path) -> str | None:
+    """Why a cached export folder cannot be trusted (a file missing, truncated or changed
+    since `_write_checksums`, or no checksums: an earlier version's or a damaged cache), or
+    None when every file is as exported."""
+    try:
+        sums = json.loads((folder / CHECKSUMS).read_text())
+    except (OSError, ValueError):
+        return f"no readable {CHECKSUMS}"
+    if not isinstance(sums, dict) or not sums:
+        return f"no checksums in {CHECKSUMS}"
+    for name, expected in sums.items():
+        try:
+            actual = _file_sha256(folder / name)
+        except OSError:
+            return f"{name} is missing"
+        if actual != expected:
+            return f"{name} does not match its checksum (truncated or changed)"
+    return None

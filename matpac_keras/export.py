@@ -15,7 +15,10 @@ values"), log-mel, then the embedder's windows in graph form
 frames or of the `temporal_support` given, one every `hop`, all but the last encoded one after
 the other with `tf.map_fn`, bounded memory for long clips, aggregated as `aggregate` says: the
 mean over all time steps, padded steps included, by default). A probe head scores that same
-embedding (its input width is 2 F*D with "mean+max").
+embedding (its input width is 2 F*D with "mean+max"). The outputs are checked too
+(`check_finite_output`): an embedding or probabilities holding NaN or Inf (finite but extreme
+samples, e.g. 1e30, or non-finite weights) stop the call with "embedding holds NaN or infinite
+values ..." rather than answer NaN.
 
 The head is a probe (a Keras model on clip embeddings [B, F*D], with its `HeadLabels`) or a
 `MatpacAudioClassifier` (converted from the authors' heads or fine-tuned), whose own backbone then
@@ -88,6 +91,18 @@ def check_waveform(waveform):
     return tf.debugging.assert_all_finite(waveform, "waveform contains NaN or infinite values")
 
 
+def check_finite_output(tensor, name: str):
+    """`tensor` (an output named `name`), checked at run time to hold no NaN or Inf: a clip of
+    extreme samples (finite, e.g. 1e30, whose power overflows float32) or a model with
+    non-finite weights stops the call with an InvalidArgumentError ("embedding holds NaN or
+    infinite values ..."), as `matpac-embed` and `matpac-tag` stop, instead of answering NaN."""
+    return tf.debugging.assert_all_finite(
+        tensor,
+        f"{name} holds NaN or infinite values (extreme samples, e.g. 1e30, or non-finite "
+        "model weights)",
+    )
+
+
 def clip_embeddings(waveform, extractor: EmbeddingExtractor):
     """Graph-mode clip embeddings of waveforms [B, N] per layer, [B, L, F*D] (L = 1 unless the
     extractor's `layers`): the waveform checked, its log-mel, then the embedder's own chunking
@@ -137,7 +152,7 @@ def export_saved_model(
     archive = keras.export.ExportArchive()
 
     def embed(waveform):
-        pooled = clip_embeddings(waveform, extractor)
+        pooled = check_finite_output(clip_embeddings(waveform, extractor), "embedding")
         outputs = {"embedding": pooled[:, -1]}
         if layers:
             outputs["layers"] = pooled
@@ -169,6 +184,7 @@ def _classify_fn(head, head_labels, extractor: EmbeddingExtractor, crop_frames):
     def classify(waveform):
         embedding = clip_embeddings(waveform, extractor)[:, -1]
         probabilities = _probabilities(head(embedding), head_labels.activation)
+        probabilities = check_finite_output(probabilities, "probabilities")
         top = tf.math.top_k(probabilities, k=top_k)
         return {
             "probabilities": probabilities,

@@ -12,6 +12,10 @@ file's ClipEmbeddings in input order:
 - longer ones are streamed block by block (`EmbeddingExtractor.embed_stream`), so memory does
   not grow with a file's length (except for `frames`, whose output does).
 
+A file whose embedding holds NaN or Inf (extreme samples, or a model with non-finite weights)
+stops the job with a NonFiniteError naming it, or with `skip_errors` is recorded as skipped
+with that reason: no non-finite number is ever returned.
+
 At most `2 * batch_size` decoded files are held at once, whatever the number of files. The
 grouping depends only on the inputs and `batch_size`, so a job computed again (a resumed
 shard) gives identical numbers.
@@ -28,12 +32,32 @@ import numpy as np
 from absl import logging
 
 from matpac_keras.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, stream_audio
+from matpac_keras.backbone import backbone_fingerprint
 from matpac_keras.embedding import ClipEmbeddings, EmbeddingExtractor
+from matpac_keras.errors import InputError
 from matpac_keras.frontend import num_frames
 
 
+class NonFiniteError(InputError):
+    """A result (embedding, probability, weight) holding NaN or Inf; the message names the
+    file."""
+
+
+def check_finite(path: str, what: str, *arrays) -> None:
+    """Raises NonFiniteError naming `path` and `what` ("embedding", "probabilities"...) unless
+    every array given (None ones skipped) is finite."""
+    for array in arrays:
+        if array is not None and not np.isfinite(array).all():
+            raise NonFiniteError(
+                f"{path}: its {what} holds NaN or infinite values (from extreme samples, "
+                "e.g. a float file of 1e30, or from non-finite model weights); nothing of it "
+                "is written"
+            )
+
+
 class ErrorSkipper:
-    """Raises a file's AudioError, or with `skip_errors` logs and records it."""
+    """Raises a file's AudioError (or NonFiniteError), or with `skip_errors` logs and records
+    it."""
 
     def __init__(self, skip_errors: bool):
         self.skip_errors = skip_errors
@@ -165,14 +189,25 @@ class FileEmbedder:
         for (index, path, _), result in zip(group, results, strict=True):
             if not self.frames:  # not asked for: not held (as embed_stream does)
                 result = dataclasses.replace(result, frames=None, layer_frames=None)
-            yield index, path, result
+            if self._finite(index, path, result):
+                yield index, path, result
 
     def _stream(self, index: int, path: str) -> ClipEmbeddings | None:
         try:
-            return self.extractor.embed_stream(stream_audio(path), frames=self.frames)
+            result = self.extractor.embed_stream(stream_audio(path), frames=self.frames)
         except AudioError as error:
             self.skip(index, path, error)
             return None
+        return result if self._finite(index, path, result) else None
+
+    def _finite(self, index: int, path: str, result: ClipEmbeddings) -> bool:
+        """Whether `result` is finite; if not, raises or (skip_errors) records the file."""
+        try:
+            check_finite(path, "embedding", result.embedding, result.layers, result.frames)
+        except NonFiniteError as error:
+            self.skip(index, path, error)
+            return False
+        return True
 
 
 def embed_files(
@@ -200,10 +235,14 @@ def skipped_arrays(skipped: dict[int, tuple[str, str]]) -> dict[str, np.ndarray]
 
 def job_options(model: str, extractor: EmbeddingExtractor, frames: bool) -> dict:
     """What decides a job's embeddings, for a sharded output's manifest
-    (`embedding_shards.manifest_for`): a restart with other options is refused."""
+    (`embedding_shards.manifest_for`): a restart with other options is refused. The model is
+    recorded by its path and by its content (`backbone_fingerprint`: config and weights), so a
+    model file replaced at the same path is refused too; the encoder's runtime and precision
+    are recorded beside it."""
     model_path = os.path.abspath(model) if os.path.exists(model) else model
     return {
         "model": model_path,
+        "model_weights": backbone_fingerprint(extractor.backbone),
         "mode": extractor.mode,
         "layers": extractor.layers,
         "frames": bool(frames),

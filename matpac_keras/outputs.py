@@ -215,7 +215,8 @@ def atomic_output(
             writers which add a suffix, like `np.savez`, keep the name). Defaults to False.
 
     On an exception inside the block the temporary output is deleted and `path` is untouched;
-    an OSError of a full, read-only or forbidden file system becomes an OutputError naming
+    a failure of a full, read-only or forbidden file system (`write_failure`: an OSError, or a
+    library's error saying so, as h5py's and TensorFlow's do) becomes an OutputError naming
     `path`. A replaced folder is moved aside, the new one renamed in, then the old one deleted
     (a run killed between the two renames leaves the old one aside, where
     `remove_stale_temporaries` puts it back).
@@ -247,17 +248,39 @@ def atomic_output(
                 raise OutputError(f"{path}: is a folder; a file is written here")
             os.replace(temporary, path)
         fsync_path(path.parent)
-    except OSError as error:
+    except BaseException as error:
         if temporary is not None:
             _remove(temporary)
-        if error.errno in WRITE_ERRNOS:
-            reason = error.strerror or str(error)
+        reason = write_failure(error)
+        if reason:
             raise OutputError(f"{path}: cannot write it: {reason}") from error
         raise
-    except BaseException:
-        if temporary is not None:
-            _remove(temporary)
-        raise
+
+
+# How libraries that write files report a full disk without an OSError errno: h5py's
+# "errno = 28, error message = 'No space left on device'", TensorFlow's ResourceExhaustedError.
+_FULL_DISK_TEXTS = {
+    os.strerror(errno.ENOSPC): os.strerror(errno.ENOSPC),
+    "errno = 28": os.strerror(errno.ENOSPC),
+    os.strerror(errno.EDQUOT): os.strerror(errno.EDQUOT),
+}
+
+
+def write_failure(error: BaseException) -> str | None:
+    """The reason, if `error` (or an exception it was raised from) is a write failure the user
+    can fix: an OSError of `WRITE_ERRNOS` (full, over quota, read-only, forbidden), or a
+    library's error whose message says the disk is full (h5py, TensorFlow). None otherwise."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error)
+        for marker, reason in _FULL_DISK_TEXTS.items():
+            if marker in text:  # first: h5py's OSErrors hold a paragraph of detail
+                return reason
+        if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+            return error.strerror or str(error)
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _temporaries(folder: pathlib.Path, name: str) -> tuple[list, list]:

@@ -9,15 +9,24 @@ A preset is a keras-hub preset directory (`config.json` of the backbone, `model.
 `metadata.json`, `audio_converter.json`), as `MatpacBackbone.save_to_preset` and
 `matpac-convert --output DIR` write it; it loads through keras-hub's `from_preset`. A missing or
 invalid config, missing weights or weights that do not load are reported naming the directory.
+
+Loading is strict: a config whose values are out of range (`backbone.check_backbone_config`:
+depth, widths, heads, `max_frames`...) is refused before anything is built, and the weights
+file must hold exactly the weights the config builds (`check_weights_match`): a weight the
+model has no place for (e.g. `depth` lowered beside deeper weights), one it lacks or one of
+another shape is refused, naming the first, where Keras would ignore the first silently.
 """
 
+import contextlib
 import importlib
 import json
 import os
 import zipfile
 
+import h5py
 import keras
 import keras_hub
+from keras.src.saving import saving_lib
 
 from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.audio_converter import MatpacAudioConverter
@@ -34,7 +43,94 @@ RETIRED_MODELS = {
 }
 PRESET_CONFIG = "config.json"
 PRESET_WEIGHTS = "model.weights.h5"
+TASK_WEIGHTS = "task.weights.h5"
+KERAS_WEIGHTS = "model.weights.h5"  # the weights member of a .keras archive
 PACKAGE = "matpac_keras"
+MATPAC_BACKBONE = "matpac_keras>MatpacBackbone"
+
+
+class _ShapeRecorder(saving_lib.H5IOStore):
+    """A write-mode weights store that records where Keras would save each variable, and its
+    shape, without writing anything (`expected_weights`)."""
+
+    def __init__(self):  # no file: nothing of H5IOStore's own state is used
+        self.shapes: dict[str, tuple] = {}
+        self._where = ""
+
+    def __bool__(self):
+        return True
+
+    def make(self, path, metadata=None):
+        self._where = f"{path}/vars" if path else "vars"
+        return self
+
+    def __setitem__(self, key, value):
+        self.shapes[f"{self._where}/{key}"] = tuple(value.shape)
+
+
+def expected_weights(model: keras.Model, skip: tuple = ()) -> dict[str, tuple]:
+    """{dataset path in a `.weights.h5`: shape} of what `model.save_weights` would write, in
+    Keras's order, leaving out the layers of `skip` (as a task's weights leave out its
+    backbone)."""
+    recorder = _ShapeRecorder()
+    visited = {id(layer) for layer in skip}
+    saving_lib._save_state(model, recorder, None, inner_path="", visited_saveables=visited)
+    return recorder.shapes
+
+
+def stored_weights(weights: h5py.File) -> dict[str, tuple]:
+    """{dataset path: shape} of the variables in a `.weights.h5` file."""
+    found = {}
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset):
+            found[name] = tuple(item.shape)
+
+    weights.visititems(visit)
+    return found
+
+
+def check_weights_match(model: keras.Model, weights, where: str, skip: tuple = ()) -> None:
+    """Raises InputError naming `where` and the first mismatch unless the `.weights.h5` file
+    `weights` (a path or an open binary file) holds exactly the weights of `model`: none
+    unused, none missing, none of another shape. An optimizer's weights (a model saved
+    compiled) are not counted."""
+    expected = expected_weights(model, skip)
+    try:
+        with h5py.File(weights, "r") as file:
+            stored = stored_weights(file)
+    except OSError as error:
+        reason = "unreadable weights: " + " ".join(str(error).split())
+        raise InputError(f"{where}: corrupt preset or model ({reason})") from None
+    # An optimizer's state (a model saved compiled) is no part of what the config builds.
+    expected = {k: v for k, v in expected.items() if not k.startswith("optimizer/")}
+    stored = {k: v for k, v in stored.items() if not k.startswith("optimizer/")}
+    problems = []
+    for name, shape in expected.items():
+        if name not in stored:
+            problems.append(f"{name} {shape} is missing from the weights")
+        elif stored[name] != shape:
+            problems.append(f"{name} is {stored[name]} in the weights, {shape} in the model")
+    problems += [
+        f"{name} {shape} in the weights is not used by the model the config builds"
+        for name, shape in stored.items()
+        if name not in expected
+    ]
+    if problems:
+        raise InputError(
+            f"{where}: the config and the weights disagree ({len(problems)} mismatches; "
+            f"first: {problems[0]}): a tampered or mixed-up model; refusing to load it"
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception's reason for a one-line message: the text of the exception Keras wrapped
+    (after "Exception encountered:"), else its first line (or its type)."""
+    text = str(error).strip()
+    marker = "Exception encountered:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def import_model_module(config: dict) -> None:
@@ -118,6 +214,18 @@ def read_preset_config(path: str | os.PathLike) -> dict:
     return config
 
 
+def _described(config: dict) -> str:
+    """What a serialised Keras object is, for a message: its registered name (a package's
+    class, e.g. keras_hub>BertBackbone), else its module and class (Keras's own classes have
+    no registered name)."""
+    if config.get("registered_name"):
+        return str(config["registered_name"])
+    module, name = config.get("module"), config.get("class_name")
+    if name:
+        return f"{module}.{name}" if module else str(name)
+    return "an unnamed Keras object"
+
+
 def save_preset(backbone: MatpacBackbone, directory: str | os.PathLike) -> None:
     """Writes `backbone` and its `MatpacAudioConverter` as a keras-hub preset directory."""
     directory = os.fspath(directory)
@@ -136,13 +244,19 @@ def load_preset_backbone(path: str | os.PathLike) -> MatpacBackbone:
     config = read_preset_config(path)
     name = config["registered_name"]
     import_model_module(config)
-    if keras.saving.get_registered_object(name) is not MatpacBackbone:
-        raise InputError(f"{path}: a preset of {name}, not of matpac_keras>MatpacBackbone")
+    if name is None or keras.saving.get_registered_object(name) is not MatpacBackbone:
+        raise InputError(f"{path}: a preset of {_described(config)}, not of {MATPAC_BACKBONE}")
     try:
-        return keras_hub.models.Backbone.from_preset(path)
+        backbone = keras_hub.models.Backbone.from_preset(path, load_weights=False)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path}: corrupt preset ({type(e).__name__}: {reason})") from e
+        raise InputError(f"{path}: invalid preset config ({_first_line(e)})") from e
+    weights = os.path.join(path, PRESET_WEIGHTS)
+    check_weights_match(backbone, weights, path)
+    try:
+        backbone.load_weights(weights)
+    except Exception as e:
+        raise InputError(f"{path}: corrupt preset ({type(e).__name__}: {_first_line(e)})") from e
+    return backbone
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
@@ -160,14 +274,37 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     config = read_keras_config(path)
     import_model_module(config)
     try:
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = _first_line(e)
         if "Could not locate class" in str(e) or "Unknown" in type(e).__name__:
             raise InputError(
                 f"{path}: holds a {config.get('class_name')} that cannot be rebuilt ({reason})"
             ) from e
+        if isinstance(e, InputError) or "Exception encountered:" in str(e):  # the config's
+            raise InputError(f"{path}: invalid model config ({reason})") from e
+        _check_keras_weights(_model_of_config(config), path)  # names a weights mismatch
         raise _corrupt(path, f"{type(e).__name__}: {reason}") from e
+    _check_keras_weights(model, path)
+    return model
+
+
+def _model_of_config(config: dict) -> keras.Model | None:
+    """The model a `.keras` file's config builds, without its weights (None if it does not
+    build: then the weights are not to blame)."""
+    with contextlib.suppress(Exception):
+        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        if isinstance(model, keras.Model) and model.built:
+            return model
+    return None
+
+
+def _check_keras_weights(model: keras.Model | None, path: str) -> None:
+    """`check_weights_match` of a `.keras` file's model and its weights member."""
+    if model is None:
+        return
+    with zipfile.ZipFile(path) as archive, archive.open(KERAS_WEIGHTS) as weights:
+        check_weights_match(model, weights, path)
 
 
 TASK_CONFIG = "task.json"
@@ -207,10 +344,23 @@ def load_classifier(path: str | os.PathLike) -> MatpacAudioClassifier:
                 + WHAT_CLASSIFIERS_ARE
             )
         try:
-            model = MatpacAudioClassifier.from_preset(path)
+            model = MatpacAudioClassifier.from_preset(path, load_weights=False)
         except Exception as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"{path}: corrupt preset ({type(e).__name__}: {reason})") from e
+            raise InputError(f"{path}: invalid preset config ({_first_line(e)})") from e
+        weights = os.path.join(path, PRESET_WEIGHTS)
+        check_weights_match(model.backbone, weights, path)
+        task_weights = os.path.join(path, TASK_WEIGHTS)
+        has_task_weights = os.path.isfile(task_weights)
+        if has_task_weights:
+            backbone_layers = tuple(model.backbone._flatten_layers())
+            check_weights_match(model, task_weights, path, skip=backbone_layers)
+        try:
+            model.backbone.load_weights(weights)
+            if has_task_weights:
+                model.load_task_weights(task_weights)
+        except Exception as e:
+            reason = f"{type(e).__name__}: {_first_line(e)}"
+            raise InputError(f"{path}: corrupt preset ({reason})") from e
     else:
         model = load_model(path)
     if not isinstance(model, MatpacAudioClassifier):

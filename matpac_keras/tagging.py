@@ -18,7 +18,12 @@ from keras import ops
 
 from matpac_keras.audio_classifier import MatpacAudioClassifier, top_k_labels
 from matpac_keras.errors import InputError
-from matpac_keras.file_embeddings import embed_files, skipped_arrays
+from matpac_keras.file_embeddings import (
+    NonFiniteError,
+    check_finite,
+    embed_files,
+    skipped_arrays,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +118,8 @@ def tag_files(
     Raises:
         AudioError: naming the file, a missing, unreadable or truncated one (without
             `skip_errors`: before any file is embedded).
+        NonFiniteError: naming the file, an embedding or probabilities holding NaN or Inf
+            (with `skip_errors`, the file is recorded in `Tags.skipped` with that reason).
         InputError: no readable file at all.
     """
     extractor = classifier.clip_extractor(crop_frames, batch_size)
@@ -128,10 +135,22 @@ def tag_files(
         ]
     )
     activation = activation or classifier.head_labels().activation
+    probabilities = np.asarray(classifier.probabilities(logits, activation))
+    finite = []
+    for row, i in enumerate(kept):
+        try:
+            check_finite(paths[i], "probabilities", probabilities[row])
+            finite.append(row)
+        except NonFiniteError as error:
+            if not skip_errors:
+                raise
+            skipped[i] = (paths[i], str(error))
+    if not finite:
+        raise InputError(f"no file among the {len(paths)} given has finite probabilities")
     return Tags(
-        files=tuple(paths[i] for i in kept),
+        files=tuple(paths[kept[row]] for row in finite),
         labels=classifier.label_names,
-        probabilities=classifier.probabilities(logits, activation),
+        probabilities=probabilities[finite],
         activation=activation,
-        skipped=skipped,
+        skipped=dict(sorted(skipped.items())),
     )

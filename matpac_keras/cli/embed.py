@@ -23,8 +23,9 @@ An --output ending in `/` (or an existing folder) is sharded, for any number of 
 `frame_offsets`; `layers`, `layer_frames`; `skipped`, `skipped_index`, `errors`), and last
 `index.csv` (file, shard, row, error). Each shard is written atomically when done: a run killed
 at any moment and started again with the same command skips the finished shards and ends with
-the same folder as an uninterrupted run (another command on that folder is refused, naming
-what differs, unless --overwrite). Headers are checked shard by shard: without --skip_errors a
+the same folder as an uninterrupted run, byte for byte (another command on that folder, or the
+same command after the model file changed, is refused, naming what differs, unless
+--overwrite). Headers are checked shard by shard: without --skip_errors a
 bad file stops the run at its shard, the shards before it kept.
 
 --runtime=onnx or openvino runs the encoder in ONNX Runtime or OpenVINO (CPU) instead of
@@ -51,9 +52,11 @@ folder must be writable) and written atomically: a run stopped at any moment lea
 file, or none, never a truncated one (a run killed while writing leaves its hidden temporary,
 `.tmp-<name>.<pid>-<random>.npz`, beside it). For a `.npz`, every file's header is read first,
 so a missing, unreadable or truncated file stops the run (or, with --skip_errors, is listed)
-before the embedding starts. Files longer than --batch_size windows are decoded and encoded
-block by block (`EmbeddingExtractor.embed_stream`): memory does not grow with their length,
-except with --frames, whose output does.
+before the embedding starts. A file whose embedding holds NaN or Inf (samples of 1e30 in a float
+file, or a model with non-finite weights) stops the run naming it, or with --skip_errors is
+listed: nothing non-finite is written. Files longer than --batch_size windows are decoded and
+encoded block by block (`EmbeddingExtractor.embed_stream`): memory does not grow with their
+length, except with --frames, whose output does.
 """
 
 import csv
@@ -104,7 +107,11 @@ flags.DEFINE_bool(
     "official_frame_order", False, "With --mode=fast --frames: the official interleaved order."
 )
 flags.DEFINE_integer("batch_size", 16, "Clips (and chunks) encoded at once.", lower_bound=1)
-flags.DEFINE_bool("skip_errors", False, "Leave out unreadable files (listed in the output).")
+flags.DEFINE_bool(
+    "skip_errors",
+    False,
+    "Leave out unreadable files and those of non-finite embeddings (listed in the output).",
+)
 define_window_flags(__name__)
 flags.DEFINE_string(
     "input_list", None, "A text file of audio paths, one per line (relative to its folder)."

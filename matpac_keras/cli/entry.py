@@ -9,11 +9,14 @@ with exit status 1 (the traceback too with `--verbosity=1`, which also shows Ten
 start-up lines). User errors are
 `matpac_keras.errors.InputError` and its subclasses, `app.UsageError`, a missing, unreadable or
 wrong-kind file (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError), an
-OSError of a full, read-only or forbidden file system (ENOSPC, EDQUOT, EROFS, EACCES, EPERM),
-and a bad flag value (absl's flag parsing errors). Any other exception is a bug and keeps its
-traceback.
+OSError of a full, read-only or forbidden file system (ENOSPC, EDQUOT, EROFS, EACCES, EPERM) or
+a library's error saying the disk is full (h5py's, TensorFlow's ResourceExhaustedError:
+`outputs.write_failure`; the process then ends at once, as a library's half-written objects
+would print tracebacks or crash when torn down), and a bad flag value (absl's flag parsing
+errors). Any other exception is a bug and keeps its traceback.
 """
 
+import os
 import sys
 import traceback
 import types
@@ -21,7 +24,7 @@ import types
 from absl import app, flags
 
 from matpac_keras.errors import InputError
-from matpac_keras.outputs import WRITE_ERRNOS
+from matpac_keras.outputs import write_failure
 
 USER_ERRORS = (
     InputError,
@@ -37,7 +40,7 @@ def is_user_error(error: BaseException) -> bool:
     """Whether `error` is one the user can fix (printed as one line) rather than a bug."""
     if isinstance(error, USER_ERRORS):
         return True
-    return isinstance(error, OSError) and error.errno in WRITE_ERRNOS
+    return write_failure(error) is not None
 
 
 def error_line(error: BaseException) -> str:
@@ -72,7 +75,14 @@ def _report_user_errors(main):
             if _verbose():
                 traceback.print_exc(file=sys.stderr)
             print(error_line(error), file=sys.stderr, flush=True)
-            sys.exit(getattr(error, "exitcode", 1) or 1)
+            code = getattr(error, "exitcode", 1) or 1
+            if write_failure(error):
+                # A library that failed to write (h5py on a full disk) leaves objects whose
+                # teardown prints "Exception ignored ... __dealloc__" tracebacks and can crash
+                # the interpreter at exit (SIGSEGV): the outputs are atomic, so end here.
+                sys.stdout.flush()
+                os._exit(code)
+            sys.exit(code)
 
     return wrapped
 

@@ -23,7 +23,8 @@ Prints, per clip, its top --top_k labels (unless --notable). --output writes, at
 `tags.npz` (`files` [N], `labels` [K], `probabilities` [N, K] of every class, `activation`, and
 with --skip_errors the `skipped` files and their `errors`). Every file's header is read first:
 a missing, unreadable or truncated file stops the run before any tagging, or with --skip_errors
-is left out and listed.
+is left out and listed. A file whose embedding or probabilities hold NaN or Inf (samples of 1e30
+in a float file) stops the run naming it, or with --skip_errors is left out and listed.
 """
 
 import sys
@@ -53,7 +54,11 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 flags.DEFINE_integer("batch_size", 16, "Chunks encoded at once.", lower_bound=1)
-flags.DEFINE_bool("skip_errors", False, "Leave out unreadable files (listed in an .npz output).")
+flags.DEFINE_bool(
+    "skip_errors",
+    False,
+    "Leave out unreadable files and those of non-finite results (listed in an .npz output).",
+)
 flags.DEFINE_string(
     "input_list", None, "A text file of audio paths, one per line (relative to its folder)."
 )
