@@ -170,6 +170,8 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source, announce) -> Train
     backbone_arguments = recorded["backbone"] if recorded is not None else {}
     trained = None if latest is None else checkpoint.read_metadata(latest).get("config")
     changes = config_changes(trained, config)  # before the source is counted
+    if changes:
+        _allow_config_change(config, changes, trained, latest, workdir, say)
     data = TrainingData(config, source)
     if config.data.num_examples is None:  # count the source: the schedules follow it
         config = copy.deepcopy(config)
@@ -179,9 +181,9 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source, announce) -> Train
                 "config.data.num_examples: the source's length is unknown (a tf.data.Dataset of "
                 "unknown cardinality): set it to its number of clips"
             )
-        changes = config_changes(trained, config)  # the count too
-    if changes:
-        _allow_config_change(config, changes, trained, latest, workdir, say)
+        recount = [c for c in config_changes(trained, config) if c not in changes]
+        if recount:  # the source's count differs from the one the checkpoints trained on
+            _allow_config_change(config, recount, trained, latest, workdir, say)
     counted = data.inventory.summary()
     announce(f"data: {counted}")  # before the steps (logged by TrainingData)
     budget = check_budget(
