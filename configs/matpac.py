@@ -18,7 +18,8 @@ official run's step figures, 294,816 updates, 19,654 warm-up and 9,827 for the t
 figures, so it reads as a typo of one digit. Set it to reproduce the paper's schedules exactly
 on a copy of AudioSet that lacks some clips.
 
-Fields:
+Fields (every number is checked against its range in `matpac_keras/config_ranges.py` before
+any work; NaN and infinities are refused):
   seed: seeds the initialisation, the masks and the data order.
   init_from: None (random init), or a checkpoint to start from (further pre-training): an
     official `.pt` (encoder-only or a full training checkpoint; `.npz` exports too), or a
@@ -30,6 +31,9 @@ Fields:
     start fresh), a full checkpoint all of it (teachers and centre as saved); the step,
     optimizer and schedules start at 0. A workdir with checkpoints resumes them and ignores it.
     With evaluate.linear_probe, probe.json also scores the encoder it started from.
+  allow_config_change: a workdir with checkpoints resumes with the config they recorded; True
+    lets a run continue it with other values (e.g. a longer train.epochs), keeping the old
+    config as config.<step>.json. False (default): such a run is refused, naming the fields.
   deterministic: deterministic ops (bit-identical resumes under TensorFlow and torch; slower).
   model.variant: a row of `matpac_keras.backbone.BACKBONE_VARIANTS`; model.embed_dim, depth and
     num_heads override it when set. model.max_frames: frames of the encoder's input.
@@ -98,6 +102,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.seed = 0
     config.deterministic = False
+    config.allow_config_change = False  # resume a workdir with another config (docstring)
     config.init_from = config_dict.placeholder(str)  # a checkpoint to start from; None: random
 
     config.model = config_dict.ConfigDict()

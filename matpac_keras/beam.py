@@ -330,6 +330,7 @@ def embed_with_beam(
         raise InputError("paths: no audio files given")
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise InputError(f"shard_size must be a positive integer; got {shard_size!r}")
+    pipeline = _pipeline(pipeline_options)  # a bad --runner: refused before any work
     model = os.fspath(model)
     extractor_kwargs = dict(
         mode=mode,
@@ -357,9 +358,7 @@ def embed_with_beam(
     handler = MatpacModelHandler(
         model, extractor_kwargs, frames=frames, skip_errors=skip_errors, **handler_kwargs
     )
-    if pipeline_options is None or not isinstance(pipeline_options, PipelineOptions):
-        pipeline_options = PipelineOptions(list(pipeline_options or []))
-    with beam.Pipeline(options=pipeline_options) as pipeline:
+    with pipeline:
         embedding_pipeline(
             pipeline, shards, paths, handler, most_whole_frames(extractor), skip_errors
         )
@@ -396,6 +395,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip_errors", action="store_true", help="record unreadable files")
     parser.add_argument("--overwrite", action="store_true", help="replace another job's shards")
     return parser
+
+
+def _pipeline(pipeline_options) -> beam.Pipeline:
+    """A Beam pipeline of `pipeline_options` (PipelineOptions, a list of Beam flags or None);
+    InputError naming the runner Beam does not know (its ValueError lists those it does)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from matpac_keras.errors import InputError
+
+    if pipeline_options is None or not isinstance(pipeline_options, PipelineOptions):
+        pipeline_options = PipelineOptions(list(pipeline_options or []))
+    try:
+        return beam.Pipeline(options=pipeline_options)
+    except ValueError as error:
+        runner = pipeline_options.view_as(StandardOptions).runner
+        raise InputError(f"--runner={runner}: {error}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -145,7 +145,7 @@ def test_views_and_mask_shape_config_and_bad_arguments():
         model.forward_with_mask(tiny_batch(), _view_masks()[:, 0])
     config = load_config(DEMO_CONFIG, "tiny")
     for field, value, match in (
-        ("num_masked_views", 0, "config.model.num_masked_views must be an integer >= 1"),
+        ("num_masked_views", 0, r"config.model.num_masked_views=0: must be in \[1, 64\]"),
         ("mask_shape", "blocks", "config.model.mask_shape must be one of"),
     ):
         bad = load_config(DEMO_CONFIG, "tiny")

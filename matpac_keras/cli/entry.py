@@ -20,8 +20,10 @@ import os
 import sys
 import traceback
 import types
+from difflib import get_close_matches
 
 from absl import app, flags
+from ml_collections import ConfigDict
 
 from matpac_keras.errors import InputError
 from matpac_keras.outputs import write_failure
@@ -103,9 +105,39 @@ def _parse_flags(argv):
         if _TRACEBACK in message:
             head, _, trace = message.partition(_TRACEBACK)
             message = head + trace.strip().splitlines()[-1]
-        line = error_line(flags.Error(message))
-        print(f"{line} (see --helpshort)", file=sys.stderr, flush=True)
-        sys.exit(1)
+    except (AttributeError, KeyError):
+        message = _unknown_override(argv)
+        if message is None:
+            raise
+    line = error_line(flags.Error(message))
+    print(f"{line} (see --helpshort)", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _unknown_override(argv: list[str]) -> str | None:
+    """'--config.a.b=1: the config has no field a.b' for the first override of a field that a
+    `--config` file's config lacks (ml_collections raises a bare AttributeError or KeyError
+    naming only the last key), else None."""
+    specs = [a.removeprefix("--config=") for a in argv if a.startswith("--config=")]
+    if not specs or "config" not in flags.FLAGS:
+        return None
+    try:
+        config = flags.FLAGS["config"].parser.parse(specs[-1])  # the file, without overrides
+    except Exception:  # noqa: BLE001 - a file that fails to load: not an unknown field
+        return None
+    for arg in argv[1:]:
+        if not arg.startswith("--config."):
+            continue
+        path = arg.removeprefix("--config.").split("=")[0].split(".")
+        node = config
+        for depth, key in enumerate(path):
+            if not isinstance(node, ConfigDict) or key not in node:
+                fields = list(node) if isinstance(node, ConfigDict) else []
+                close = [".".join(path[:depth] + [m]) for m in get_close_matches(key, fields, 1)]
+                hint = f" (did you mean --config.{close[0]}?)" if close else ""
+                return f"{arg}: the config has no field {'.'.join(path[: depth + 1])}{hint}"
+            node = node[key]
+    return None
 
 
 def run_app(module: types.ModuleType, main, **kwargs) -> None:

@@ -72,6 +72,7 @@ from absl import app, flags
 
 from matpac_keras.cli.entry import run_app
 from matpac_keras.cli.window_flags import define_window_flags
+from matpac_keras.config_ranges import EVALUATION
 from matpac_keras.evaluation.features import INPUT_LENGTHS, SOURCES
 from matpac_keras.evaluation.probe import INITS, PRESETS, SELECT_BY
 from matpac_keras.evaluation.statistics import METHODS
@@ -97,9 +98,7 @@ flags.DEFINE_enum(
     SOURCES,
     "Features: the model's, its architecture's at random init, or log-mel mean and std.",
 )
-flags.DEFINE_integer(
-    "init_seed", 0, "Seed of the random initialisation (--features=random_init).", lower_bound=0
-)
+flags.DEFINE_integer("init_seed", 0, "Seed of the random initialisation (--features=random_init).")
 flags.DEFINE_string(
     "output_dir",
     None,
@@ -129,7 +128,7 @@ flags.DEFINE_enum(
     INPUT_LENGTHS,
     "full: whole clips (MATPAC); evar: crop or zero-pad clips to EVAR's unit_sec.",
 )
-flags.DEFINE_integer("embed_batch_size", 16, "Chunks encoded at once.", lower_bound=1)
+flags.DEFINE_integer("embed_batch_size", 16, "Chunks encoded at once.")
 flags.DEFINE_enum(
     "protocol",
     "paper",
@@ -137,13 +136,12 @@ flags.DEFINE_enum(
     "Probe and run preset; the probe and run flags override it.",
 )
 flags.DEFINE_float("learning_rate", None, "Adam learning rate (paper 1e-4, evar 3e-5).")
-flags.DEFINE_integer("batch_size", None, "Probe batch size (paper 128, evar 200).", lower_bound=1)
-flags.DEFINE_integer("max_epochs", None, "Epochs at most (paper and evar 200).", lower_bound=1)
+flags.DEFINE_integer("batch_size", None, "Probe batch size (paper 128, evar 200).")
+flags.DEFINE_integer("max_epochs", None, "Epochs at most (paper and evar 200).")
 flags.DEFINE_integer(
     "patience",
     None,
     "Early-stopping patience in epochs (paper none, evar 20); 0 disables early stopping.",
-    lower_bound=0,
 )
 flags.DEFINE_enum(
     "select_by", None, SELECT_BY, "Best epoch by validation loss (paper) or metric (evar)."
@@ -151,12 +149,10 @@ flags.DEFINE_enum(
 flags.DEFINE_bool(
     "standardize", None, "Standardise embeddings with training statistics (paper no, evar yes)."
 )
-flags.DEFINE_float(
-    "weight_decay", None, "L2 on the probe's weights (paper 0, evar 1e-8).", lower_bound=0
-)
+flags.DEFINE_float("weight_decay", None, "L2 on the probe's weights (paper 0, evar 1e-8).")
 flags.DEFINE_enum("init", None, INITS, "Probe initialisation (paper keras, evar torch).")
-flags.DEFINE_integer("runs", None, "Runs per task (paper 5, evar 3).", lower_bound=1)
-flags.DEFINE_integer("first_seed", None, "Seed of the first run (paper 0, evar 42).", lower_bound=0)
+flags.DEFINE_integer("runs", None, "Runs per task (paper 5, evar 3).")
+flags.DEFINE_integer("first_seed", None, "Seed of the first run (paper 0, evar 42).")
 flags.DEFINE_float(
     "valid_fraction",
     None,
@@ -165,14 +161,22 @@ flags.DEFINE_float(
 flags.DEFINE_enum("ci_method", "t", METHODS, "95% CI from Student's t (default) or 1.96.")
 define_window_flags(__name__, sweep=True)
 flags.mark_flags_as_required(["task"])
-flags.register_validator(
-    "learning_rate", lambda value: value is None or value > 0, "must be positive"
-)
-flags.register_validator(
-    "valid_fraction",
-    lambda value: value is None or 0 < value < 1,
-    "must be in the open interval (0, 1)",
-)
+
+
+def _in_range(allowed):
+    """An absl validator of `allowed` (config_ranges.Range); None: the preset's value."""
+
+    def check(value) -> bool:
+        reason = None if value is None else allowed.error(value)
+        if reason is not None:
+            raise flags.ValidationError(reason)
+        return True
+
+    return check
+
+
+for _name, _allowed in EVALUATION.items():  # the ranges of every numeric option
+    flags.register_validator(_name, _in_range(_allowed))
 
 _PROBE_FLAGS = (
     "learning_rate",

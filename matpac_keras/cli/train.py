@@ -17,6 +17,8 @@ The workdir receives:
   metrics.jsonl                one JSON object per logged step (every train.log_every steps)
   tensorboard/                 the same scalars as TensorBoard events (train.tensorboard)
   config.json                  the config of the latest start
+  config.<step>.json           the config that trained up to <step>, kept when a resumed run
+                               changed it (--config.allow_config_change=True)
   backbone.keras               the student encoder, at the end (for matpac-embed)
   probe.json                   with evaluate.linear_probe: pretrained vs random-init accuracy
                                (and the starting encoder's, with --config.init_from)
@@ -27,19 +29,23 @@ pre-training on your audio. The run first prints what it loaded, what starts fre
 config.model fields changed.
 
 Run again on the same workdir, it resumes from the newest checkpoint (ignoring --config.init_from,
-and saying so); one run at a time holds a workdir (a second is refused, naming the first's pid).
+and saying so), with the config that checkpoint recorded: other values (another optim.lr, a longer
+train.epochs, ...) are refused, naming the fields, unless --config.allow_config_change=True,
+which continues with them and keeps the old config as config.<step>.json (verbosity,
+TensorBoard and the checkpoints kept may change freely). One run at a time holds a workdir (a
+second is refused, naming the first's pid).
 The run counts its source first (unless data.num_examples is set) and prints how many clips it
-found, used and dropped, by reason. A non-finite loss, a failing input pipeline or a failed write
-(disk full, ...) stops the run with exit status 1 and keeps the checkpoints already written,
-naming the last good one.
+found, used and dropped, by reason, before the first step. Every numeric field is checked against
+its range (matpac_keras/config_ranges.py) before any work; NaN and infinities are refused.
+A non-finite loss, a failing input pipeline or a failed write (disk full, ...) stops the run
+with exit status 1 and keeps the checkpoints already written, naming the last good one.
 """
 
 import os
 import sys
-from difflib import get_close_matches
 
 from absl import app, flags
-from ml_collections import ConfigDict, config_flags
+from ml_collections import config_flags
 
 from matpac_keras.cli.entry import run_app
 
@@ -54,40 +60,6 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser; an override of a field the config lacks (ml_collections raises a bare
-    AttributeError naming only the last key) is reported as a flag error naming the flag."""
-    try:
-        return app.parse_flags_with_usage(argv)
-    except (AttributeError, KeyError):
-        message = _unknown_override(argv)
-        if message is None:
-            raise
-        print(f"FATAL Flags parsing error: {message}", file=sys.stderr)
-        sys.exit(1)
-
-
-def _unknown_override(argv: list[str]) -> str | None:
-    """'--config.a.b: the config has no field a.b' for the first such override, else None."""
-    specs = [a.removeprefix("--config=") for a in argv if a.startswith("--config=")]
-    if not specs:
-        return None
-    config = FLAGS["config"].parser.parse(specs[-1])  # the file alone, without the overrides
-    for arg in argv[1:]:
-        if not arg.startswith("--config."):
-            continue
-        path = arg.removeprefix("--config.").split("=")[0].split(".")
-        node = config
-        for depth, key in enumerate(path):
-            if not isinstance(node, ConfigDict) or key not in node:
-                fields = list(node) if isinstance(node, ConfigDict) else []
-                close = [".".join(path[:depth] + [m]) for m in get_close_matches(key, fields, 1)]
-                hint = f" (did you mean --config.{close[0]}?)" if close else ""
-                return f"{arg}: the config has no field {'.'.join(path[: depth + 1])}{hint}"
-            node = node[key]
-    return None
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -96,8 +68,6 @@ def main(argv):
 
     check_config(_CONFIG.value)  # before the backend's start-up: a bad field fails at once
     result = train(_CONFIG.value, FLAGS.workdir, announce=lambda line: print(line, flush=True))
-    if result.data_summary is not None:
-        print(f"data: {result.data_summary}")
     if result.failure is not None:
         kept = result.checkpoint if result.checkpoint is not None else "none written"
         sys.exit(
@@ -127,7 +97,7 @@ def run():
     # The demo's probe fits many small NumPy problems: OpenBLAS threads competing with the
     # backend's for the cores made it ~10x slower on a 2-core machine. Set before NumPy loads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    run_app(sys.modules[__name__], main, flags_parser=_parse_flags)
+    run_app(sys.modules[__name__], main)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from matpac_keras.audio_classifier import MatpacAudioClassifier
+from matpac_keras.config_ranges import FINETUNING, check_ranges
 from matpac_keras.errors import InputError
 from matpac_keras.evaluation import protocol, tasks, tfds_source
 from matpac_keras.evaluation.finetune_data import CropBatches, targets_of
@@ -126,39 +127,7 @@ def loss_for(task: tasks.Task):
     return keras.losses.CategoricalCrossentropy(from_logits=True)
 
 
-# Numeric fields and their allowed ranges: (lowest, highest, lowest allowed, highest allowed).
-RANGES = {
-    "batch_size": (1, None, True, True),
-    "epochs": (1, None, True, True),
-    "warmup_epochs": (0, None, True, True),
-    "learning_rate": (0, None, False, True),
-    "weight_decay": (0, None, True, True),
-    "layer_decay": (0, 1, False, True),
-    "clip_norm": (0, None, True, True),
-    "mixup_alpha": (0, None, True, True),
-    "patience": (0, None, True, True),
-    "embed_batch_size": (1, None, True, True),
-    "crop_frames": (16, None, True, True),
-    "dropout": (0, 1, True, False),
-    "erase_factor": (0, 1, True, True),
-    "num_erasures": (0, None, True, True),
-    "valid_fraction": (0, 1, False, False),
-}
 OUTPUTS = ("classifier.keras", "classifier.labels.json", "history.csv", "results.json")
-
-
-def check_range(config, field: str, ranges: dict = RANGES) -> None:
-    """InputError naming `config.<field>` unless it is a number in its `ranges` interval."""
-    low, high, low_ok, high_ok = ranges[field]
-    value = config[field]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"config.{field}: expected a number; got {value!r}")
-    too_low = value < low or (value == low and not low_ok)
-    too_high = high is not None and (value > high or (value == high and not high_ok))
-    if too_low or too_high:
-        left, right = "[" if low_ok else "(", "]" if high_ok and high is not None else ")"
-        interval = f"{left}{low}, {'inf' if high is None else high}{right}"
-        raise InputError(f"config.{field}={value!r}: must be in {interval}")
 
 
 def check_config(config) -> tasks.Task:
@@ -179,8 +148,7 @@ def check_config(config) -> tasks.Task:
         )
     if config.model:
         check_model_path(config.model, "config.model")
-    for field in RANGES:
-        check_range(config, field)
+    check_ranges(config, FINETUNING)
     if config.crop_frames % 16:
         raise InputError(f"config.crop_frames={config.crop_frames}: must be a multiple of 16")
     return task

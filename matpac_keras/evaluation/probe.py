@@ -9,9 +9,11 @@ The paper does not give its epoch budget: 200 epochs (EVAR's cap), keeping the b
 Every field can be set on its own; both presets run the same code.
 """
 
+import contextlib
 import dataclasses
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
@@ -225,9 +227,32 @@ class KeepBest(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+class _RetracingWarnings(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <function> triggered tf.function
+    retracing" warnings: every probe run is a new Keras model, whose train and predict
+    functions are new tf.functions, each traced once (and once more for a smaller last batch);
+    TensorFlow counts those traces across the models and warns after five."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _expected_traces() -> Iterator[None]:
+    """TensorFlow's retracing warnings dropped in the block (no-op under JAX and torch)."""
+    logger, quiet = logging.getLogger("tensorflow"), _RetracingWarnings()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def predict(model: keras.Model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Logits [N, C] of a probe for embeddings [N, D]."""
-    return np.asarray(model.predict(np.asarray(x, "float32"), batch_size=batch_size, verbose=0))
+    with _expected_traces():
+        logits = model.predict(np.asarray(x, "float32"), batch_size=batch_size, verbose=0)
+    return np.asarray(logits)
 
 
 def train_probe(
@@ -253,15 +278,16 @@ def train_probe(
     if config.select_by == "metric":
         score = lambda m: metric(valid, predict(m, valid.x))  # noqa: E731
     keep_best = KeepBest(score, config.patience)
-    model.fit(
-        train.x,
-        _targets(train),
-        batch_size=config.batch_size,
-        epochs=config.max_epochs,
-        shuffle=True,
-        validation_data=(valid.x, _targets(valid)),
-        validation_batch_size=4096,
-        callbacks=[keep_best],
-        verbose=0,
-    )
+    with _expected_traces():
+        model.fit(
+            train.x,
+            _targets(train),
+            batch_size=config.batch_size,
+            epochs=config.max_epochs,
+            shuffle=True,
+            validation_data=(valid.x, _targets(valid)),
+            validation_batch_size=4096,
+            callbacks=[keep_best],
+            verbose=0,
+        )
     return model, keep_best.best_epoch

@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 import matpac_datasets
 from matpac_keras.audio import pcm16_to_float
+from matpac_keras.errors import InputError
 from matpac_keras.evaluation.tasks import Task
 
 
@@ -46,7 +47,15 @@ def prepared_builder(
         if not os.path.isdir(manual_dir):
             raise FileNotFoundError(f"manual_dir {manual_dir!r} is not a directory")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        builder.download_and_prepare(download_config=config)
+        try:
+            builder.download_and_prepare(download_config=config)
+        except AssertionError as error:  # TFDS's only word for a split without clips
+            if "No examples were yielded" not in str(error):
+                raise
+            raise InputError(
+                f"manual_dir {manual_dir}: {task.name}: {error} (no clips of that split in the "
+                "folder; see the builder's MANUAL_DOWNLOAD_INSTRUCTIONS)"
+            ) from None
     return builder
 
 

@@ -58,6 +58,7 @@ from matpac_keras.audio import pcm16_to_float
 from matpac_keras.audio_classifier import MatpacAudioClassifier
 from matpac_keras.backbone import MatpacBackbone
 from matpac_keras.class_mappings import task_labels
+from matpac_keras.config_ranges import AUDIOSET_FINETUNING, check_ranges
 from matpac_keras.errors import InputError
 from matpac_keras.evaluation import audioset_source, finetune, metrics
 from matpac_keras.evaluation.balanced_sampling import WeightedSampler, clip_weights
@@ -74,30 +75,6 @@ from matpac_keras.workdir_lock import workdir_lock
 TASK = "audioset"
 RESULTS = "results.json"  # written last: marks a finished run
 OUTPUTS = ("classifier.keras", "classifier.labels.json", RESULTS)
-_SHARED = (
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "layer_decay",
-    "clip_norm",
-    "mixup_alpha",
-    "embed_batch_size",
-    "crop_frames",
-    "dropout",
-    "erase_factor",
-    "num_erasures",
-)
-RANGES = {
-    **{field: finetune.RANGES[field] for field in _SHARED},
-    "steps": (1, None, True, True),
-    "warmup_steps": (0, None, True, True),
-    "log_every": (1, None, True, True),
-    "checkpoint_every": (1, None, True, True),
-    "keep_checkpoints": (1, None, True, True),
-    "eval_every": (0, None, True, True),
-    "test_clips": (1, None, True, True),
-    "workers": (1, None, True, True),
-}
 
 
 def train_splits(config) -> tuple[str, ...]:
@@ -123,8 +100,7 @@ def check_config(config) -> tuple[str, ...]:
     splits = train_splits(config)
     if config.model:
         check_model_path(config.model, "config.model")
-    for field in RANGES:
-        finetune.check_range(config, field, RANGES)
+    check_ranges(config, AUDIOSET_FINETUNING)
     if config.crop_frames % 16:
         raise InputError(f"config.crop_frames={config.crop_frames}: must be a multiple of 16")
     if config.warmup_steps >= config.steps:

@@ -16,6 +16,7 @@ import re
 import keras
 import numpy as np
 
+from matpac_keras.errors import InputError
 from matpac_keras.outputs import fsync_path
 
 CHECKPOINT_DIR = "checkpoints"
@@ -141,7 +142,7 @@ def _canonical(path: str) -> str:
 def restore_checkpoint(path: str | os.PathLike, model: keras.Model) -> dict:
     """Assigns a checkpoint's values to a compiled model of the same configuration.
 
-    Returns the metadata. Raises ValueError naming the file and the first variable whose
+    Returns the metadata. Raises InputError naming the file and the first variable whose
     name or shape differs (a checkpoint of another architecture or optimizer).
     """
     metadata, arrays = read_checkpoint(path)
@@ -151,14 +152,14 @@ def restore_checkpoint(path: str | os.PathLike, model: keras.Model) -> dict:
             here = variables[index].path if index < len(variables) else None
             there = saved[index][0] if index < len(saved) else None
             if here is None or there is None or _canonical(here) != _canonical(there):
-                raise ValueError(
+                raise InputError(
                     f"{os.fspath(path)}: its {group} variables do not match this model's "
                     f"({len(saved)} saved, {len(variables)} here; first difference: saved "
                     f"{there!r}, here {here!r})"
                 )
             value, variable = saved[index][1], variables[index]
             if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
+                raise InputError(
                     f"{os.fspath(path)}: {variable.path} has shape {value.shape} there, "
                     f"{tuple(variable.shape)} in this model"
                 )

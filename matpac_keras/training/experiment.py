@@ -8,6 +8,7 @@ import keras
 from ml_collections import ConfigDict
 
 from matpac_keras.backbone import MatpacBackbone
+from matpac_keras.config_ranges import PRETRAINING, check_ranges
 from matpac_keras.distribute import KINDS, default_dtype_policy
 from matpac_keras.errors import InputError
 from matpac_keras.frontend import SAMPLE_RATE, num_frames
@@ -27,13 +28,9 @@ def check_config(config: ConfigDict, source=None) -> None:
     What needs the source's size (the step budget when data.num_examples is None, i.e.
     counted) is checked by `check_budget` once the source is counted."""
     train, data = config.train, config.data
-    for name in ("log_every", "checkpoint_every", "keep_checkpoints", "global_batch_size"):
-        if train[name] < 1:
-            raise InputError(f"config.train.{name} must be at least 1; got {train[name]}")
+    check_ranges(config, PRETRAINING)  # every number, NaN and infinities first
     check_intervals(train.log_every, train.checkpoint_every)
     steps = train.get("steps_per_execution", 1)
-    if not isinstance(steps, int) or steps < 1:
-        raise InputError(f"config.train.steps_per_execution must be at least 1; got {steps!r}")
     if train.log_every % steps:
         raise InputError(
             f"config.train.log_every={train.log_every} must be a multiple of "
@@ -71,11 +68,6 @@ def check_config(config: ConfigDict, source=None) -> None:
     if data.num_examples is None and corpus is not None:
         check_budget(config, corpus.num_clips)
     if data.num_examples is not None:
-        if data.num_examples < 1:
-            raise InputError(
-                f"config.data.num_examples must be at least 1 (or None: count the source); got "
-                f"{data.num_examples}"
-            )
         check_budget(config, data.num_examples)
     if corpus is not None:
         _check_corpus(config, corpus)
@@ -116,9 +108,6 @@ def check_budget(
 
 
 def _check_masks(model: ConfigDict) -> None:
-    views = model.num_masked_views
-    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
-        raise InputError(f"config.model.num_masked_views must be an integer >= 1; got {views!r}")
     shape = model.mask_shape
     if shape not in MASK_SHAPES:
         raise InputError(f"config.model.mask_shape must be one of {MASK_SHAPES}; got {shape!r}")

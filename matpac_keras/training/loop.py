@@ -4,11 +4,17 @@
   checkpoints/ckpt-<step>.npz  everything needed to continue (see `checkpoint.py`)
   metrics.jsonl, tensorboard/  the logged metrics (see `metrics_log.py`)
   config.json                  the config of the latest start
+  config.<step>.json           the config that trained up to <step>, kept when a resumed run
+                               changed it (config.allow_config_change)
   backbone.keras               the student encoder, at the end (for `matpac-embed`)
   probe.json                   with `evaluate.linear_probe`: the demo's probe accuracies
-Started again on the same workdir, a run resumes from its newest checkpoint, with the config it
-is given then (a longer `train.epochs` extends a finished run; the schedules follow the new
-length). With `config.init_from`, a new run starts from a checkpoint (`init_from.py`), whose
+Started again on the same workdir, a run resumes from its newest checkpoint. Its config must be
+the one that checkpoint recorded (but for `UNCHECKED_FIELDS`: verbosity, TensorBoard, checkpoints
+kept, init_from): a run with other values is refused, naming the fields, unless
+`config.allow_config_change`, which continues with the new values (a longer `train.epochs`
+extends a finished run; the schedules follow the new length) and keeps the recorded config as
+`config.<step>.json` beside `config.json`, so that config.json never records values that did
+not train. With `config.init_from`, a new run starts from a checkpoint (`init_from.py`), whose
 architecture its checkpoints record; a workdir that has checkpoints resumes them instead, with
 that architecture, and ignores `init_from` (saying so).
 """
@@ -95,7 +101,10 @@ def train(
             list of audio files.
         announce: called with what the run starts from (`config.init_from`: what was loaded
             and what starts fresh, the architecture fields it changed; or that a resumed run
-            ignores it), as these lines are logged; `matpac-train` prints them.
+            ignores it; a config change allowed by `config.allow_config_change`), as these
+            lines are logged, then with the data line (`data: <clips found, used, dropped>`)
+            before the first step, and again after the run if clips were dropped while read;
+            `matpac-train` prints them.
 
     Raises:
         InputError: a bad config, source or workdir (`WorkdirLockedError`: another run holds
@@ -159,6 +168,10 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source, announce) -> Train
     latest = checkpoint.latest_checkpoint(workdir)
     config, start, recorded = _starting_point(config, latest, say)
     backbone_arguments = recorded["backbone"] if recorded is not None else {}
+    trained = None if latest is None else checkpoint.read_metadata(latest).get("config")
+    changes = config_changes(trained, config)  # before the source is counted
+    if changes:
+        _allow_config_change(config, changes, trained, latest, workdir, say)
     data = TrainingData(config, source)
     if config.data.num_examples is None:  # count the source: the schedules follow it
         config = copy.deepcopy(config)
@@ -168,6 +181,11 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source, announce) -> Train
                 "config.data.num_examples: the source's length is unknown (a tf.data.Dataset of "
                 "unknown cardinality): set it to its number of clips"
             )
+        recount = [c for c in config_changes(trained, config) if c not in changes]
+        if recount:  # the source's count differs from the one the checkpoints trained on
+            _allow_config_change(config, recount, trained, latest, workdir, say)
+    counted = data.inventory.summary()
+    announce(f"data: {counted}")  # before the steps (logged by TrainingData)
     budget = check_budget(
         config, config.data.num_examples, data.inventory.usable, data.inventory.summary()
     )
@@ -200,7 +218,8 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source, announce) -> Train
                 config, workdir, pretrainer, data, budget.total_steps, step, metadata, recorded
             )
         result.data_summary = data.inventory.summary()
-        logging.info("data: %s", result.data_summary)
+        if result.data_summary != counted:  # clips dropped while read (TFDS: too short)
+            say(f"data: {result.data_summary}")
         if result.failure is not None:
             return result
     result.backbone_path = workdir / "backbone.keras"
@@ -226,6 +245,59 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source, announce) -> Train
         )
         _write_json(workdir / "probe.json", result.probe)
     return result
+
+
+# Fields a resumed run may change freely: how it reports and keeps, not what it trains.
+UNCHECKED_FIELDS = frozenset(
+    {"allow_config_change", "init_from", "train.verbose", "train.tensorboard"}
+    | {"train.keep_checkpoints"}
+)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(trained: dict | None, config: ConfigDict) -> list[str]:
+    """'field: old -> new' for each field of `config` that differs from `trained` (the config
+    recorded in the workdir's newest checkpoint, None: nothing trained yet), but for
+    UNCHECKED_FIELDS and an uncounted data.num_examples (None: counted later)."""
+    if trained is None:
+        return []
+    old, new = _flat(trained), _flat(json.loads(config.to_json_best_effort()))
+    changes = []
+    for field in sorted(old.keys() | new.keys()):
+        if field in UNCHECKED_FIELDS or (field == "data.num_examples" and new[field] is None):
+            continue
+        if old.get(field, "<unset>") != new.get(field, "<unset>"):
+            changes.append(
+                f"{field}: {old.get(field, '<unset>')!r} -> {new.get(field, '<unset>')!r}"
+            )
+    return changes
+
+
+def _allow_config_change(config, changes, trained: dict, latest, workdir: pathlib.Path, say):
+    """Refuses a run whose config differs from the one its checkpoints trained with, unless
+    config.allow_config_change, which keeps that config as config.<step>.json and says so."""
+    step = checkpoint.read_metadata(latest)["step"]
+    if not config.get("allow_config_change", False):
+        raise InputError(
+            f"config: differs from the config that trained {workdir} up to step {step} "
+            f"({'; '.join(changes)}): use another --workdir, or set "
+            "--config.allow_config_change=True to continue this run with the new values"
+        )
+    kept = workdir / f"config.{step}.json"
+    _write_json(kept, trained)
+    say(
+        f"config changed at step {step} ({'; '.join(changes)}): the config that trained steps "
+        f"up to {step} is kept as {kept}"
+    )
 
 
 def _or_auto(jit_compile: bool | None):

@@ -64,6 +64,10 @@ class MetricsWriter:
             self._tensorboard.write(step, values)
 
     def close(self) -> None:
-        self._file.close()
-        if self._tensorboard is not None:
-            self._tensorboard.close()
+        """Closes both files, the second even if the first fails (a full disk: the error of the
+        first is raised once both are closed)."""
+        try:
+            self._file.close()
+        finally:
+            if self._tensorboard is not None:
+                self._tensorboard.close()

@@ -6,6 +6,8 @@ the scalar plugin's event format with TensorFlow's own ops, so the `tensorboard`
 needed only to view the events, not to write them.
 """
 
+import contextlib
+import errno
 import os
 
 import keras
@@ -26,18 +28,38 @@ class TensorBoardWriter:
                 tf.config.set_visible_devices([], "GPU")
             except RuntimeError:  # TensorFlow has initialised its devices already
                 pass
-        self._writer = tf.summary.create_file_writer(os.fspath(logdir))
+        self.logdir = os.fspath(logdir)
+        self._writer = tf.summary.create_file_writer(self.logdir)
 
     def write(self, step: int, values: dict[str, float]) -> None:
-        with self._writer.as_default():
-            for name, value in values.items():
-                tf.summary.write(
-                    name,
-                    tf.constant(float(value), tf.float32),
-                    step=int(step),
-                    metadata=_SCALAR_METADATA,
-                )
-        self._writer.flush()
+        """Raises OSError naming the folder where the events file cannot be written (TensorFlow
+        raises ResourceExhaustedError for a full disk)."""
+        with self._write_errors():
+            with self._writer.as_default():
+                for name, value in values.items():
+                    tf.summary.write(
+                        name,
+                        tf.constant(float(value), tf.float32),
+                        step=int(step),
+                        metadata=_SCALAR_METADATA,
+                    )
+            self._writer.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        """Closes the events file (once, even if its last flush fails: OSError as `write`)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with self._write_errors():
+                writer.close()
+
+    @contextlib.contextmanager
+    def _write_errors(self):
+        """TensorFlow's error of a failed write as an OSError naming the folder: ENOSPC for a
+        full disk (ResourceExhaustedError), EIO for any other."""
+        try:
+            yield
+        except tf.errors.OpError as error:
+            code = (
+                errno.ENOSPC if isinstance(error, tf.errors.ResourceExhaustedError) else errno.EIO
+            )
+            raise OSError(code, os.strerror(code), self.logdir) from error

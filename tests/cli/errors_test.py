@@ -134,7 +134,7 @@ def test_error_line_names_the_file():
         ("convert", "--predictor_num_heads=0", "flag --predictor_num_heads=0: 0 is not a positive"),
         ("convert", "--num_mels=0", "flag --num_mels=0: 0 is not a positive integer"),
         ("export", "--crop_frames=0", "flag --crop_frames=0: 0 is not a positive integer"),
-        ("evaluate", "--learning_rate=0", "flag --learning_rate=0.0: must be positive"),
+        ("evaluate", "--learning_rate=0", "flag --learning_rate=0.0: must be in (0, inf)"),
         ("evaluate", "--temporal_support=1,x", "--temporal_support: expected numbers of seconds"),
         ("evaluate", "--hop=0.5", "--hop and --aggregate need --temporal_support"),
         ("tag", "--top_k=0", "flag --top_k=0: 0 is not a positive integer"),

@@ -227,7 +227,7 @@ def test_help_describes_the_command_and_its_flags():
 def test_unknown_config_field_is_named(tmp_path, override, message):
     result = _entry_point(f"--config={TINY}", f"--workdir={tmp_path}", override)
     assert result.returncode == 1
-    assert f"FATAL Flags parsing error: {override}: the config has no field" in result.stderr
+    assert f"Error: {override}: the config has no field" in result.stderr
     assert message in result.stderr
     assert not list(tmp_path.iterdir())
 

@@ -56,7 +56,7 @@ def test_two_steps_per_execution_trains_as_one(tmp_path):
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("steps_per_execution", 0, "steps_per_execution must be at least 1"),
+        ("steps_per_execution", 0, r"steps_per_execution=0: must be in \[1, inf\)"),
         ("steps_per_execution", 3, "log_every=2 must be a multiple of .*steps_per_execution=3"),
     ],
 )
