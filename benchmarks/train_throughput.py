@@ -36,13 +36,18 @@ ROOT = os.path.dirname(HERE)
 BENCH_REF = os.path.join(ROOT, "..", "shared", "reference_bench", "bench_ref.py")
 FLOPS_PER_SAMPLE = {"matpac": 91.84e9, "matpac++": 93.09e9}  # bench_ref.py, ViT-B, 608 frames
 GPU_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}  # dense bf16
-# name -> (backend, jit_compile): None keeps Keras's "auto" (TF: no XLA on CPU; JAX: XLA).
+# name -> (backend, jit_compile, allocator): jit_compile None keeps Keras's "auto" (TF: no XLA
+# on CPU; JAX: XLA); allocator "returned" applies `allocator.return_freed_memory()` first, as
+# matpac-train does, "glibc" keeps glibc's defaults (to measure that lever).
 VARIANTS = {
-    "theirs": (None, None),
-    "tf": ("tensorflow", None),
-    "tf-xla": ("tensorflow", True),
-    "jax": ("jax", None),
-    "torch": ("torch", None),
+    "theirs": (None, None, None),
+    "tf": ("tensorflow", None, "returned"),
+    "tf-xla": ("tensorflow", True, "returned"),
+    "jax": ("jax", None, "returned"),
+    "torch": ("torch", None, "returned"),
+    "tf-glibc": ("tensorflow", None, "glibc"),
+    "tf-xla-glibc": ("tensorflow", True, "glibc"),
+    "jax-glibc": ("jax", None, "glibc"),
 }
 PAPER = dict(
     backbone=dict(embed_dim=768, depth=12, num_heads=12, max_frames=608),
@@ -119,8 +124,24 @@ def peak_memory_mib(backend: str) -> dict:
     return out
 
 
+def current_rss_mib() -> float | None:
+    """This process's resident memory now (Linux), in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 1024
+
+
 def worker(args) -> dict:
     """Times our train step in this process (KERAS_BACKEND set by the parent)."""
+    backend, jit, allocator = VARIANTS[args.worker]
+    if allocator == "returned":  # before the backend loads, as matpac-train does
+        from matpac_keras.allocator import return_freed_memory
+
+        if not return_freed_memory():
+            raise RuntimeError("return_freed_memory() failed (not glibc?)")
     t_start = time.perf_counter()
     import keras
     import numpy as np
@@ -129,7 +150,7 @@ def worker(args) -> dict:
     from matpac_keras.pretrainer import MatpacPretrainer
 
     import_s = time.perf_counter() - t_start
-    backend, jit = VARIANTS[args.worker]
+    rss_imported = current_rss_mib()
     sizes = TINY if args.tiny else PAPER
     dtype = "mixed_bfloat16" if args.dtype == "bf16" else None
     batch_size = args.batch_size[0]
@@ -147,6 +168,7 @@ def worker(args) -> dict:
     )
     model.compile(**({} if jit is None else {"jit_compile": jit}))
     build_s = time.perf_counter() - t0
+    rss_built = current_rss_mib()
     frames = sizes["backbone"]["max_frames"]
     batch = np.random.default_rng(0).normal(size=(batch_size, 80, frames)).astype("float32")
     t0 = time.perf_counter()
@@ -164,11 +186,14 @@ def worker(args) -> dict:
         "variant": args.worker,
         "backend": backend,
         "jit_compile": bool(model.jit_compile),
+        "allocator": allocator,
         "batch_size": batch_size,
         "dtype": args.dtype,
         "config": ("tiny" if args.tiny else "vitb") + ("-matpac++" if args.mcl else "-matpac"),
         "build_s": round(build_s, 2),
         "import_s": round(import_s, 2),
+        "rss_after_import_mib": rss_imported,
+        "rss_after_build_mib": rss_built,
         "warmup_steps": args.warmup,
         "warmup_s": round(warmup_s, 2),
         "steps": args.steps,

@@ -76,6 +76,7 @@ class AdamW(keras.optimizers.Optimizer):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.lr_multipliers = dict(lr_multipliers) if lr_multipliers else None
+        self._clip_scale = None  # this step's clipping factor, between clipping and update
 
     def build(self, var_list):
         if self.built:
@@ -101,6 +102,8 @@ class AdamW(keras.optimizers.Optimizer):
             lr = lr * self._scales[index]
             if self.weight_decay and self._use_weight_decay(variable):
                 self.assign_sub(variable, variable * ops.cast(self.weight_decay, dtype) * lr)
+        if self._clip_scale is not None:  # the clipping, applied here (see _clip_gradients)
+            gradient = ops.multiply(gradient, ops.cast(self._clip_scale, gradient.dtype))
         gradient = ops.cast(gradient, dtype)
         step = ops.cast(self.iterations + 1, dtype)
         m, v = self._momentums[index], self._velocities[index]
@@ -117,7 +120,19 @@ class AdamW(keras.optimizers.Optimizer):
         if not self.global_clipnorm:
             return super()._clip_gradients(grads)
         scale = clip_coefficient(global_norm(grads), self.global_clipnorm)
+        if _one_replica():
+            # No clipped copy of every gradient: `update_step` multiplies each gradient by the
+            # factor as it uses it (the same product, so the same numbers), and an eager
+            # backend (torch) or TensorFlow's graph executor never holds a second full set.
+            self._clip_scale = scale
+            return grads
         return [None if g is None else ops.multiply(g, ops.cast(scale, g.dtype)) for g in grads]
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:  # the factor belongs to this step only
+            self._clip_scale = None
 
     def get_config(self):
         return {
@@ -127,3 +142,14 @@ class AdamW(keras.optimizers.Optimizer):
             "epsilon": self.epsilon,
             "lr_multipliers": self.lr_multipliers,
         }
+
+
+def _one_replica() -> bool:
+    """Whether the optimizer runs outside a `tf.distribute` strategy. Under one, `update_step`
+    runs in the cross-replica context (merge_call), where a tensor of one replica's clipping
+    must not be read: there the gradients are clipped first, as Keras does."""
+    if keras.backend.backend() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    return not tf.distribute.has_strategy()

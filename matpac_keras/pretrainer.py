@@ -491,12 +491,9 @@ class MatpacPretrainer(keras_hub.models.Task):
             encoder_decay = ops.where(first, 1.0, encoder_decay)
             head_decay = ops.where(first, 1.0, head_decay)
         for pairs, decay in zip(self.teacher_pairs(), (encoder_decay, head_decay), strict=True):
-            students = [s for s, _ in pairs]
-            teachers = [t for _, t in pairs]
-            for teacher, value in zip(
-                teachers, teacher_ema_updates(students, teachers, decay), strict=True
-            ):
-                teacher.assign(value)
+            # One tensor at a time: run eagerly (torch), only one new value exists at once.
+            for student, teacher in pairs:
+                teacher.assign(teacher_ema_updates([student], [teacher], decay)[0])
 
     def pre_update(self, grads) -> dict:
         """Before the optimizer step: the teacher EMA (official order), the gradient norm

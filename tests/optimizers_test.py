@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from matpac_keras import optimizers
 from matpac_keras.optimizers import AdamW, clip_coefficient, global_norm
 from matpac_keras.schedules import WarmupCosineDecay
 
@@ -78,6 +79,24 @@ def test_matches_torch_adamw_under_a_schedule():
     rates = [float(keras.ops.convert_to_numpy(schedule(i))) for i in range(4)]
     ours = _keras_run(AdamW(learning_rate=schedule), initial, steps)
     assert _worst(ours, _torch_run(initial, steps, rates)) < 1e-6
+
+
+def test_clipping_inside_the_update_is_exact(monkeypatch):
+    """One replica: the clipping factor is applied inside `update_step` (no clipped copy of the
+    gradients); the weights are bit for bit those of clipping the gradients first."""
+    rng = np.random.default_rng(3)
+    initial = [rng.normal(size=s).astype("float32") for s in SHAPES]
+    steps = _gradients(rng)
+    optimizer = AdamW(learning_rate=1e-3)
+    grads = [keras.ops.convert_to_tensor(g) for g in steps[2]]  # a clipped step
+    assert all(a is b for a, b in zip(optimizer._clip_gradients(grads), grads, strict=True))
+    optimizer._clip_scale = None
+    folded = _keras_run(AdamW(learning_rate=1e-3), initial, steps)
+    monkeypatch.setattr(optimizers, "_one_replica", lambda: False)  # clip the copies first
+    copied = _keras_run(AdamW(learning_rate=1e-3), initial, steps)
+    for xs, ys in zip(folded, copied, strict=True):
+        for x, y in zip(xs, ys, strict=True):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_global_norm_and_clip_coefficient():
