@@ -52,43 +52,55 @@ def __dir__():
     return sorted(set(globals()) | set(_MODELS))
 
 
-class _RegisterAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds keras-hub as usual and, once it is executed, calls `register()`."""
+class _Loader(importlib.abc.Loader):
+    """Runs a module through its own loader (which the module then shows), then calls back."""
 
-    def __init__(self):
-        self._spec = None
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != _REGISTERING_MODULE or self._spec is not None:
-            return None
-        sys.meta_path.remove(self)  # one use: keras-hub is imported once per process
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        self._spec = spec
-        wrapped = importlib.util.spec_from_loader(
-            fullname,
-            self,
-            origin=spec.origin,
-            is_package=spec.submodule_search_locations is not None,
-        )
-        wrapped.submodule_search_locations = spec.submodule_search_locations
-        wrapped.has_location = spec.has_location
-        wrapped.cached = spec.cached
-        return wrapped
+    def __init__(self, loader, executed):
+        self._loader = loader
+        self._executed = executed
 
     def create_module(self, spec):
-        return self._spec.loader.create_module(self._spec)
+        return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        # The original spec, so that keras-hub's module sees its own loader and file.
-        module.__spec__ = self._spec
-        module.__loader__ = self._spec.loader
-        self._spec.loader.exec_module(module)
-        register()
+        module.__spec__.loader = module.__loader__ = self._loader
+        self._executed(module, self._loader)
+
+
+class _RegisterWhenKerasHubIsLoaded(importlib.abc.MetaPathFinder):
+    """Calls `register()` once keras-hub is imported and no module of this package is halfway
+    through its own import (one of them may be what imports keras-hub: registering then would
+    import it again, half done); then leaves `sys.meta_path`."""
+
+    def __init__(self):
+        self._depth = 0  # modules of this package being executed, nested
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != _REGISTERING_MODULE and not fullname.startswith(__name__ + "."):
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _Loader(spec.loader, self._executed)
+                return spec
+        return None
+
+    def _executed(self, module, loader):
+        own = module.__name__ != _REGISTERING_MODULE
+        self._depth += own
+        try:
+            loader.exec_module(module)
+        finally:
+            self._depth -= own
+        if self._depth == 0 and _REGISTERING_MODULE in sys.modules and self in sys.meta_path:
+            sys.meta_path.remove(self)
+            register()
 
 
 if _REGISTERING_MODULE in sys.modules:
     register()
-elif not any(isinstance(finder, _RegisterAfterImport) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterAfterImport())
+elif not any(isinstance(finder, _RegisterWhenKerasHubIsLoaded) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenKerasHubIsLoaded())

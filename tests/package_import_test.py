@@ -40,6 +40,12 @@ IMPORTS = [
         id="matpac_keras first",
         marks=pytest.mark.single_backend,
     ),
+    # A module of the package that imports keras-hub itself: registering must wait for it.
+    pytest.param(
+        "import matpac_keras.backbone\nimport keras_hub",
+        id="a submodule first",
+        marks=pytest.mark.single_backend,
+    ),
 ]
 
 
