@@ -59,6 +59,9 @@ class _Loader(importlib.abc.Loader):
         self._loader = loader
         self._executed = executed
 
+    def __getattr__(self, name):  # get_code (runpy), get_source, is_package, ...
+        return getattr(self._loader, name)
+
     def create_module(self, spec):
         return self._loader.create_module(spec)
 

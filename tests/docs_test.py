@@ -98,7 +98,8 @@ def _tone(seconds: float, freq: float, rate: int = 16000) -> np.ndarray:
 
 
 def make_stand_ins(folder: pathlib.Path) -> None:
-    """The names the docs use, as tiny models (D=32, one block, 0.64 s chunks) and short clips."""
+    """The names the docs use, as tiny models (D=32, one block; the published models' 6.08 s
+    chunks) and short clips."""
     import keras
 
     from matpac_keras.audio_classifier import MatpacAudioClassifier
@@ -106,7 +107,7 @@ def make_stand_ins(folder: pathlib.Path) -> None:
     from matpac_keras.saving import save_preset
 
     keras.utils.set_random_seed(0)
-    backbone = MatpacBackbone(embed_dim=32, depth=1, num_heads=2, max_frames=64)
+    backbone = MatpacBackbone(embed_dim=32, depth=1, num_heads=2, max_frames=608)
     backbone.save(folder / "matpac.keras")
     save_preset(backbone, folder / "matpac_plus")
     tagger = MatpacAudioClassifier.from_preset(
@@ -116,11 +117,16 @@ def make_stand_ins(folder: pathlib.Path) -> None:
         multi_label=True,
     )
     tagger.save_to_preset(folder / "as_tagger")
+    esc50 = MatpacAudioClassifier.from_preset(
+        str(folder / "matpac_plus"), num_classes=5, labels=["dog", "rain", "sea", "cat", "bird"]
+    )
+    esc50.save_to_preset(folder / "esc50_tagger")
     (folder / "clips").mkdir()
     for k in range(4):
         sf.write(folder / "clips" / f"clip{k}.wav", _tone(1.0 + 0.3 * k, 220 * (k + 1)), 16000)
     sf.write(folder / "a.wav", _tone(1.2, 330), 16000)
     sf.write(folder / "b.flac", _tone(0.8, 440), 16000)
+    np.save(folder / "clips.npy", np.stack([_tone(1.0, 220), _tone(1.0, 660)]))
     (folder / "more.txt").write_text("a.wav\nb.flac\n")
     (folder / "audioset.txt").write_text("a.wav\nb.flac\nclips/clip0.wav\n")
 
@@ -132,7 +138,9 @@ def stand_ins(tmp_path_factory):
     bin_dir = tmp_path_factory.mktemp("bin")
     for command in COMMANDS:  # the checkout's code, whatever is installed
         script = bin_dir / f"matpac-{command}"
-        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m matpac_keras.cli.{command} "$@"\n')
+        script.write_text(
+            f'#!/bin/sh\nexec "{sys.executable}" -m matpac_keras.cli.{command} "$@"\n'
+        )
         script.chmod(0o755)
     return folder, bin_dir
 
@@ -143,10 +151,13 @@ def run_page(page: str, folder: pathlib.Path, bin_dir: pathlib.Path) -> None:
         b for b in blocks_of((ROOT / page).read_text(encoding="utf-8"), page) if b.not_run is None
     ]
     blocks = [b for b in blocks if b.lang in RUN_LANGS]
+    folder.mkdir(exist_ok=True)
     os.symlink(ROOT / "configs", folder / "configs")
+    # The checkout's matpac-* first, then the environment's tools (saved_model_cli).
+    path = [str(bin_dir), os.path.dirname(sys.executable), os.environ["PATH"]]
     env = {
         **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.pathsep.join(path),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "KERAS_BACKEND": "tensorflow",
         "TF_CPP_MIN_LOG_LEVEL": "3",
