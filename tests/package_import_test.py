@@ -20,6 +20,7 @@ from tests.pretrainer_tiny import tiny_pretrainer
 LOAD = """
 import json, sys
 {imports}
+import keras
 import numpy as np
 backbone = keras_hub.models.Backbone.from_preset(sys.argv[1] + "/backbone")
 converter = keras_hub.layers.AudioConverter.from_preset(sys.argv[1] + "/backbone")
@@ -29,7 +30,7 @@ pretrainer = matpac_keras.MatpacPretrainer.from_preset(sys.argv[1] + "/pretraine
 waveform = np.load(sys.argv[1] + "/waveform.npy")
 print(json.dumps({{
     "classes": [type(m).__name__ for m in (backbone, converter, classifier, pretrainer)],
-    "tokens": np.asarray(backbone(converter(waveform))).tolist(),
+    "tokens": keras.ops.convert_to_numpy(backbone(converter(waveform))).tolist(),
 }}))
 """
 IMPORTS = [
