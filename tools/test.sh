@@ -3,7 +3,9 @@
 # KERAS_BACKEND=tensorflow, jax and torch; backend-independent tests (marked single_backend:
 # data builders, export, checkpoints reader, CLIs) once, under TensorFlow; then the "smoke"
 # targets through Bazel (tools/bazel_test.sh): the BUILD check and quick tests of the core
-# libraries' targets (`tools/bazel_test.sh` alone runs every "fast" target).
+# libraries' targets (`tools/bazel_test.sh` alone runs every "fast" target). Between them, the
+# documentation site is built with `mkdocs build --strict` (its code blocks run in
+# tests/docs_test.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -25,6 +27,10 @@ for backend in tensorflow jax torch; do
   env "${env[@]}" KERAS_BACKEND=$backend python -m pytest -q -n 2 --dist loadfile "${marker[@]}" "$@" \
     || status=1
 done
+echo "=== mkdocs build --strict (the documentation site of docs/ and mkdocs.yml)"
+site="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 python -m mkdocs build --strict --quiet --site-dir "$site" || status=1
+rm -rf "$site"
 echo "=== bazel test (smoke targets, offline)"
 tools/bazel_test.sh --test_tag_filters=smoke //... || status=1
 exit $status

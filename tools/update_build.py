@@ -63,6 +63,8 @@ SLOW_TESTS = {
     "tests/tagging_test.py": "20 s",
     "tests/evaluation/finetune_audioset_test.py": "50 s",
     "tests/training/init_from_test.py": "150 s",
+    "tests/package_import_test.py": "60 s",
+    "tests/docs_test.py": "180 s",
 }
 # The builder tests (~20 s each under Bazel) all run under pytest; Bazel's fast set keeps the
 # shared library's, the others run when named. (Their dummy_data/ files are symlinks out of the
@@ -81,6 +83,14 @@ EXTRA_DEPS = {
         "matpac_keras/cli/finetune.py",
     ),
     "tests/cli/embed_output_test.py": ("matpac_keras/cli/embed.py",),
+    "tests/docs_test.py": (
+        "matpac_keras/cli/embed.py",
+        "matpac_keras/cli/export.py",
+        "matpac_keras/cli/tag.py",
+        "matpac_keras/cli/train.py",
+        "matpac_keras/hear.py",
+        "matpac_keras/tagging.py",
+    ),
     "tests/cli/embed_memory_test.py": ("matpac_keras/cli/embed.py",),
     # configs/*.py import these (configs are read as files, not through BUILD):
     "tests/configs_test.py": ("matpac_keras/demo/fsdd.py", "matpac_keras/demo/synthetic.py"),

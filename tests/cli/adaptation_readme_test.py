@@ -1,4 +1,4 @@
-"""The README's "Adapting MATPAC to your audio", as a user runs it, on tiny stand-ins:
+"""docs/adapt.md's "Adapt MATPAC to your audio", as a user runs it, on tiny stand-ins:
 `matpac-convert` (the fixtures' encoder-only `.pt` for the published file) -> `matpac-train
 --config.init_from=<the preset>` (`configs/demo.py:tiny` for the demo config, one epoch, on 60
 FSDD recordings for "your audio") -> `matpac-evaluate` of the starting and of the adapted

@@ -1,4 +1,4 @@
-"""`matpac-convert` then `matpac-tag`, as the README tells a user to run them.
+"""`matpac-convert` then `matpac-tag`, as docs/tag.md tells a user to run them.
 
 The authors' AudioSet tagger of the fixtures tags the fixture clips with their probabilities
 (heads.npz, --activation=softmax); their ESC-50 probe head on the fixture encoder tags real
