@@ -10,8 +10,8 @@ start-up lines). User errors are
 `matpac_keras.errors.InputError` and its subclasses, `app.UsageError`, a missing, unreadable or
 wrong-kind file (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError), an
 OSError of a full, read-only or forbidden file system (ENOSPC, EDQUOT, EROFS, EACCES, EPERM),
-and a bad flag value (absl's flag parsing errors). Any other exception is a bug and keeps its
-traceback.
+and a bad flag value (absl's flag parsing errors, a `--config.<field>` of the wrong type or
+of a field the config file lacks). Any other exception is a bug and keeps its traceback.
 """
 
 import sys
