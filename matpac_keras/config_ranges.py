@@ -112,7 +112,7 @@ PRETRAINING = {
     "train.keep_checkpoints": count(1),
     "train.verbose": count(0, 2),
     "train.steps_per_execution": count(1),
-    "optim.lr": POSITIVE,
+    "optim.lr": NON_NEGATIVE,  # 0: the weights stay as they are (tests of init_from)
     "optim.final_lr": NON_NEGATIVE,
     "optim.beta_1": Range(0, 1, high_open=True),
     "optim.beta_2": Range(0, 1, high_open=True),

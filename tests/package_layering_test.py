@@ -20,6 +20,7 @@ LAYERS = (
     (
         "errors",
         "config_file",
+        "config_ranges",
         "outputs",
         "embedding_shards",
         "workdir_lock",

@@ -13,7 +13,8 @@ OSError of a full, read-only or forbidden file system (ENOSPC, EDQUOT, EROFS, EA
 a library's error saying the disk is full (h5py's, TensorFlow's ResourceExhaustedError:
 `outputs.write_failure`; the process then ends at once, as a library's half-written objects
 would print tracebacks or crash when torn down), and a bad flag value (absl's flag parsing
-errors). Any other exception is a bug and keeps its traceback.
+errors, a `--config.<field>` of the wrong type or of a field the config file lacks). Any other
+exception is a bug and keeps its traceback.
 """
 
 import os

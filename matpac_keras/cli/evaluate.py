@@ -8,7 +8,9 @@ model file's hash, task, mode and input length), then the probe protocol (evalua
 protocol.py): `--protocol=paper` (default: batch 128, Adam 1e-4, at most 200 epochs, best
 validation loss, 5 runs with seeds 0-4, raw embeddings) or `--protocol=evar` (standardised
 embeddings, lr 3e-5, batch 200, best validation metric, patience 20, 3 runs with seeds 42-44);
-each probe flag (--learning_rate, --batch_size, ...) overrides its preset value.
+each probe flag (--learning_rate, --batch_size, ...) overrides its preset value. The numeric
+flags are checked against their ranges (`EVALUATION` in matpac_keras/config_ranges.py) before any
+work; NaN and infinities are refused.
 Prints a table of mean +- 95% CI per task and writes results.md / results.csv (refused if they
 exist, unless --overwrite; written atomically). The outputs are checked and the model is loaded
 before any TFDS dataset is built.

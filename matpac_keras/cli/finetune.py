@@ -7,10 +7,12 @@ r"""`matpac-finetune`: fine-tunes a MATPAC backbone end to end on a downstream t
         --config.model=matpac_plus_base_audioset --config.data_dir=~/tensorflow_datasets
 
 The config is an ml_collections file (`get_config(variant)`); any field is overridden with
-`--config.<field>=...`. See matpac_keras/evaluation/finetune.py for what runs and what is written
-into the workdir (classifier.keras, classifier.labels.json, history.csv, results.json), and
-matpac_keras/training/audioset_finetune.py for `config.task=audioset` (streamed, class-balanced,
-counted in steps, checkpointed: the same command resumes a killed run).
+`--config.<field>=...` (an unknown field is an error). Every numeric field is checked against its
+range (matpac_keras/config_ranges.py) before any work; NaN and infinities are refused.
+See matpac_keras/evaluation/finetune.py for what runs and what is written into the workdir
+(classifier.keras, classifier.labels.json, history.csv, results.json), and
+matpac_keras/training/audioset_finetune.py for `config.task=audioset` (streamed,
+class-balanced, counted in steps, checkpointed: the same command resumes a killed run).
 
 One run per workdir: a second run on a workdir in use is refused, naming the holder's pid. The
 outputs of an earlier run are refused before any work unless --overwrite; each output is

@@ -32,8 +32,8 @@ Run again on the same workdir, it resumes from the newest checkpoint (ignoring -
 and saying so), with the config that checkpoint recorded: other values (another optim.lr, a longer
 train.epochs, ...) are refused, naming the fields, unless --config.allow_config_change=True,
 which continues with them and keeps the old config as config.<step>.json (verbosity,
-TensorBoard and the checkpoints kept may change freely). One run at a time holds a workdir (a
-second is refused, naming the first's pid).
+TensorBoard, the checkpoints kept and the probe's evaluate.* may change freely). One run at a
+time holds a workdir (a second is refused, naming the first's pid).
 The run counts its source first (unless data.num_examples is set) and prints how many clips it
 found, used and dropped, by reason, before the first step. Every numeric field is checked against
 its range (matpac_keras/config_ranges.py) before any work; NaN and infinities are refused.

@@ -89,7 +89,12 @@ def save_checkpoint(
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
-    except BaseException:  # disk full, killed, ...: the older checkpoints stay as they were
+    except OSError as error:  # disk full, ...: the older checkpoints stay as they were
+        temporary.unlink(missing_ok=True)
+        if error.filename is None:  # zipfile's and fsync's errors name no file: name ours
+            raise OSError(error.errno, error.strerror, os.fspath(temporary)) from error
+        raise
+    except BaseException:  # killed, ...: likewise
         temporary.unlink(missing_ok=True)
         raise
     fsync_path(directory)  # the rename, durable (POSIX)

@@ -9,14 +9,14 @@
   backbone.keras               the student encoder, at the end (for `matpac-embed`)
   probe.json                   with `evaluate.linear_probe`: the demo's probe accuracies
 Started again on the same workdir, a run resumes from its newest checkpoint. Its config must be
-the one that checkpoint recorded (but for `UNCHECKED_FIELDS`: verbosity, TensorBoard, checkpoints
-kept, init_from): a run with other values is refused, naming the fields, unless
-`config.allow_config_change`, which continues with the new values (a longer `train.epochs`
-extends a finished run; the schedules follow the new length) and keeps the recorded config as
-`config.<step>.json` beside `config.json`, so that config.json never records values that did
-not train. With `config.init_from`, a new run starts from a checkpoint (`init_from.py`), whose
-architecture its checkpoints record; a workdir that has checkpoints resumes them instead, with
-that architecture, and ignores `init_from` (saying so).
+the one that checkpoint recorded (but for `UNCHECKED_FIELDS` and `UNCHECKED_GROUPS`: verbosity,
+TensorBoard, checkpoints kept, init_from, the probe's evaluate.*): a run with other values is
+refused, naming the fields, unless `config.allow_config_change`, which continues with the new
+values (a longer `train.epochs` extends a finished run; the schedules follow the new length) and
+keeps the recorded config as `config.<step>.json` beside `config.json`, so that config.json
+never records values that did not train. With `config.init_from`, a new run starts from a
+checkpoint (`init_from.py`), whose architecture its checkpoints record; a workdir that has
+checkpoints resumes them instead, with that architecture, and ignores `init_from` (saying so).
 """
 
 import copy
@@ -247,11 +247,13 @@ def _train(config: ConfigDict, workdir: pathlib.Path, source, announce) -> Train
     return result
 
 
-# Fields a resumed run may change freely: how it reports and keeps, not what it trains.
+# Fields a resumed run may change freely: how it reports and keeps, not what it trains (and the
+# probe after training, evaluate.*).
 UNCHECKED_FIELDS = frozenset(
     {"allow_config_change", "init_from", "train.verbose", "train.tensorboard"}
     | {"train.keep_checkpoints"}
 )
+UNCHECKED_GROUPS = ("evaluate.",)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -267,13 +269,16 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 def config_changes(trained: dict | None, config: ConfigDict) -> list[str]:
     """'field: old -> new' for each field of `config` that differs from `trained` (the config
     recorded in the workdir's newest checkpoint, None: nothing trained yet), but for
-    UNCHECKED_FIELDS and an uncounted data.num_examples (None: counted later)."""
+    UNCHECKED_FIELDS, UNCHECKED_GROUPS and an uncounted data.num_examples (None: counted
+    later)."""
     if trained is None:
         return []
     old, new = _flat(trained), _flat(json.loads(config.to_json_best_effort()))
     changes = []
     for field in sorted(old.keys() | new.keys()):
-        if field in UNCHECKED_FIELDS or (field == "data.num_examples" and new[field] is None):
+        if field in UNCHECKED_FIELDS or field.startswith(UNCHECKED_GROUPS):
+            continue
+        if field == "data.num_examples" and new.get(field) is None:
             continue
         if old.get(field, "<unset>") != new.get(field, "<unset>"):
             changes.append(

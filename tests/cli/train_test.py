@@ -181,7 +181,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(runs, tmp_path):
     shutil.copytree(runs["reference"], workdir)
     before = {step: _digest(path) for step, path in list_checkpoints(workdir)}
     # Continue the finished run for 2 more epochs at an absurd learning rate.
-    result = _run(workdir, "--config.train.epochs=10", "--config.optim.lr=1e30", ok=False)
+    changed = ("--config.train.epochs=10", "--config.optim.lr=1e30")
+    result = _run(workdir, *changed, "--config.allow_config_change=True", ok=False)
     assert "non-finite loss" in result.stderr
     assert f"Last good checkpoint: {workdir / 'checkpoints' / 'ckpt-00000040.npz'}" in (
         result.stderr

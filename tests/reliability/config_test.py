@@ -72,8 +72,8 @@ def _set(config, field: str, value) -> None:
         ("model.max_frames", 10**9, "config.model.max_frames=1000000000: must be in [16, 65536]"),
         ("model.mask_ratio", 1.0, "config.model.mask_ratio=1.0: must be in (0, 1)"),
         ("train.epochs", -1.0, "config.train.epochs=-1.0: must be in (0, inf)"),
-        ("optim.lr", float("nan"), "config.optim.lr=nan: must be a finite number in (0, inf)"),
-        ("optim.lr", float("inf"), "config.optim.lr=inf: must be a finite number in (0, inf)"),
+        ("optim.lr", float("nan"), "config.optim.lr=nan: must be a finite number in [0, inf)"),
+        ("optim.lr", float("inf"), "config.optim.lr=inf: must be a finite number in [0, inf)"),
         ("optim.beta_2", 1.0, "config.optim.beta_2=1.0: must be in [0, 1)"),
         ("train.verbose", 3, "config.train.verbose=3: must be in [0, 2]"),
         ("seed", -1, "config.seed=-1: must be in [0, inf)"),
@@ -145,7 +145,7 @@ def _error_line(result) -> str:
         (
             "train",
             ["--config=configs/demo.py:tiny", "--config.optim.lr=nan"],
-            "Error: config.optim.lr=nan: must be a finite number in (0, inf)",
+            "Error: config.optim.lr=nan: must be a finite number in [0, inf)",
         ),
         (
             "train",

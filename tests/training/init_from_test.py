@@ -49,9 +49,12 @@ def _tiny(init_from, lr: float = 0.0, **model):
 
 
 def _train(config, workdir):
+    """The run's result and what it announced about its start (the data line, announced last,
+    before the steps, left out)."""
     lines = []
     result = train(config, workdir, announce=lines.append)
-    return result, lines
+    assert lines[-1].startswith("data: 20 clips in the synthetic demo corpus"), lines
+    return result, lines[:-1]
 
 
 def _assert_fixture_embeddings(path, fixture_arrays):
