@@ -94,7 +94,7 @@ def test_convert_refuses_a_nan_weight(fixtures_dir, tmp_path):
     torch.save(tensors, checkpoint)
     output = tmp_path / "out.keras"
     failed = run_cli(
-        "convert", f"--checkpoint={checkpoint}", "--num_heads=2", f"--output={output}", ok=False
+        "convert", f"--checkpoint={checkpoint}", "--num_heads=4", f"--output={output}", ok=False
     )
     line = _one_error_line(failed)
     assert line.startswith(f"Error: --checkpoint {checkpoint}: tensor '{key}' (Keras weight ")
