@@ -300,11 +300,15 @@ def _model_of_config(config: dict) -> keras.Model | None:
 
 
 def _check_keras_weights(model: keras.Model | None, path: str) -> None:
-    """`check_weights_match` of a `.keras` file's model and its weights member."""
+    """`check_weights_match` of a `.keras` file's model and its weights member (none: Keras
+    says so)."""
     if model is None:
         return
-    with zipfile.ZipFile(path) as archive, archive.open(KERAS_WEIGHTS) as weights:
-        check_weights_match(model, weights, path)
+    with zipfile.ZipFile(path) as archive:
+        if KERAS_WEIGHTS not in archive.namelist():
+            return
+        with archive.open(KERAS_WEIGHTS) as weights:
+            check_weights_match(model, weights, path)
 
 
 TASK_CONFIG = "task.json"

@@ -103,12 +103,12 @@ def test_convert_and_export_to_a_full_disk_end_in_one_line(fixtures_dir, tmp_pat
     checkpoint = fixtures_dir / "encoder_only.pt"
     for output in (full_disk / "preset", full_disk / "model.keras"):
         result = run_cli(
-            "convert", f"--checkpoint={checkpoint}", "--num_heads=2", f"--output={output}", ok=False
+            "convert", f"--checkpoint={checkpoint}", "--num_heads=4", f"--output={output}", ok=False
         )
         assert _one_line(result) == f"Error: {output}: cannot write it: No space left on device"
         assert list(full_disk.iterdir()) == []
     model = tmp_path / "model.keras"
-    run_cli("convert", f"--checkpoint={checkpoint}", "--num_heads=2", f"--output={model}")
+    run_cli("convert", f"--checkpoint={checkpoint}", "--num_heads=4", f"--output={model}")
     output = full_disk / "saved_model"
     result = run_cli("export", f"--model={model}", f"--output={output}", ok=False)
     assert _one_line(result) == f"Error: {output}: cannot write it: No space left on device"

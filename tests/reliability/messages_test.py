@@ -81,12 +81,12 @@ def test_converting_with_a_guessed_head_count_warns_naming_it(fixtures_dir, tmp_
     checkpoint = fixtures_dir / "heads" / "as_enc_and_head.pt"
     done = run_cli("convert", f"--checkpoint={checkpoint}", f"--output={tmp_path / 'tagger'}")
     warning = (
-        "the encoder width 128 is that of no ViT variant (192, 384, 768, 1024): its head count, "
-        "which the weights' shapes do not tell, is guessed as 2 (heads of width 64); pass "
+        "the encoder width 64 is that of no ViT variant (192, 384, 768, 1024): its head count, "
+        "which the weights' shapes do not tell, is guessed as 1 (heads of width 64); pass "
         "--num_heads if it was trained with another"
     )
     assert warning in done.stderr
     given = run_cli(
         "convert", f"--checkpoint={checkpoint}", "--num_heads=2", f"--output={tmp_path / 'x'}"
     )
-    assert "guessed" not in given.stderr
+    assert "is guessed as" not in given.stderr
