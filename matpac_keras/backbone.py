@@ -14,6 +14,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from matpac_keras.config_ranges import BACKBONE
 from matpac_keras.errors import InputError
 from matpac_keras.layers import PatchEmbedding, TransformerStack, sincos_2d
 
@@ -25,38 +26,18 @@ BACKBONE_VARIANTS = {
     "large": dict(embed_dim=1024, depth=24, num_heads=16),
 }
 
-# Bounds of a backbone's config, checked before anything is built (a tampered preset's
-# `max_frames=1e9` would otherwise allocate a position grid of tens of GiB): (low, high).
-BACKBONE_LIMITS = {
-    "embed_dim": (4, 8192),
-    "depth": (1, 256),
-    "num_heads": (1, 1024),
-    "mlp_ratio": (0.0, 64.0),  # low excluded
-    "patch_size": (1, 256),
-    "num_mels": (1, 1024),
-    "max_frames": (1, 1_000_000),  # 10,000 s
-}
 MOST_POSITIONS = 2**28  # values of the position grid, (mels / p) * (max_frames / p) * D: 1 GiB
 
 
 def check_backbone_config(**config) -> None:
-    """Raises InputError (a ValueError) naming the field unless a backbone's sizes are in
-    `BACKBONE_LIMITS` (integers, but `mlp_ratio`, a finite number), `embed_dim` is a multiple
-    of 4 (the sin-cos positions) and of `num_heads`, `num_mels` a multiple of `patch_size`,
-    `max_frames` at least one patch, and the position grid at most `MOST_POSITIONS` values."""
-    for name, (low, high) in BACKBONE_LIMITS.items():
-        if name not in config:
-            continue
-        value = config[name]
-        if name == "mlp_ratio":
-            number = not isinstance(value, bool) and isinstance(value, int | float | np.number)
-            if not number or not np.isfinite(value) or not low < value <= high:
-                raise InputError(f"{name} must be a number in ({low:g}, {high:g}]; got {value!r}")
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise InputError(f"{name} must be an integer; got {value!r}")
-        if not low <= value <= high:
-            raise InputError(f"{name} must be from {low} to {high}; got {value}")
+    """Raises InputError (a ValueError) naming the field unless a backbone's sizes are in their
+    ranges (`config_ranges.BACKBONE`: integers, but `mlp_ratio`, a finite number), `embed_dim`
+    is a multiple of 4 (the sin-cos positions) and of `num_heads`, `num_mels` a multiple of
+    `patch_size`, `max_frames` at least one patch, and the position grid at most
+    `MOST_POSITIONS` values."""
+    for name, allowed in BACKBONE.items():
+        if name in config and (why := allowed.error(config[name])) is not None:
+            raise InputError(f"{name}={config[name]!r}: {why}")
     dim, heads = config.get("embed_dim", 768), config.get("num_heads", 12)
     patch, mels = config.get("patch_size", 16), config.get("num_mels", 80)
     frames = config.get("max_frames", 608)
@@ -96,8 +77,8 @@ class MatpacBackbone(keras_hub.models.Backbone):
             checkpoint holds: `matpac-convert` sets it for a checkpoint whose table is not the
             sin-cos grid. Defaults to False: the fixed sin-cos grid, computed, not stored.
 
-    Sizes out of `BACKBONE_LIMITS` (or inconsistent: `check_backbone_config`) raise InputError
-    before anything is allocated.
+    Sizes out of their ranges (`config_ranges.BACKBONE`) or inconsistent ones
+    (`check_backbone_config`) raise InputError before anything is allocated.
 
     The backbone is built on construction (its weights do not depend on the input length), and
     its input signature is `[batch, num_mels, frames]` with `frames` free, so that

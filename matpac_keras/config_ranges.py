@@ -15,6 +15,7 @@ field needs its range here.
 
 import dataclasses
 import math
+import numbers
 import re
 
 from matpac_keras.errors import InputError
@@ -43,7 +44,7 @@ class Range:
         if value is None and self.optional:
             return None
         kind = "an integer" if self.integer else "a number"
-        numeric = int if self.integer else (int, float)
+        numeric = numbers.Integral if self.integer else numbers.Real  # NumPy's scalars too
         if isinstance(value, bool) or not isinstance(value, numeric):
             return f"expected {kind}{' or None' if self.optional else ''}"
         if not math.isfinite(value):
@@ -70,6 +71,19 @@ WIDTH = count(1, 16_384)
 DEPTH = count(1, 256)
 HEADS = count(1, 1024)
 MAX_FRAMES = count(16, 65_536)  # 16 frames (one patch) .. 655 s
+
+# A backbone's constructor arguments, checked when one is built or loaded (a preset's or a
+# `.keras` file's config.json included: `backbone.check_backbone_config`), before anything is
+# allocated. The sizes are those of the config tables above; the patch size is free here.
+BACKBONE = {
+    "embed_dim": WIDTH,
+    "depth": DEPTH,
+    "num_heads": HEADS,
+    "mlp_ratio": Range(0, 64, low_open=True),
+    "patch_size": count(1, 256),
+    "num_mels": count(1, 1024),
+    "max_frames": count(1, MAX_FRAMES.high),
+}
 
 
 PRETRAINING = {

@@ -81,10 +81,10 @@ def test_depth_raised_beyond_the_weights_is_refused(models, tmp_path):
 @pytest.mark.parametrize(
     "changes, reason",
     [
-        ({"depth": -2}, "depth must be from 1 to 256; got -2"),
-        ({"max_frames": 1e9}, "max_frames must be an integer; got 1000000000.0"),
-        ({"max_frames": 10**9}, "max_frames must be from 1 to 1000000; got 1000000000"),
-        ({"num_heads": 0}, "num_heads must be from 1 to 1024; got 0"),
+        ({"depth": -2}, "depth=-2: must be in [1, 256]"),
+        ({"max_frames": 1e9}, "max_frames=1000000000.0: expected an integer"),
+        ({"max_frames": 10**9}, "max_frames=1000000000: must be in [1, 65536]"),
+        ({"num_heads": 0}, "num_heads=0: must be in [1, 1024]"),
         ({"embed_dim": 30}, "embed_dim=30 must be a multiple of 4 and of num_heads=2"),
     ],
 )
@@ -110,6 +110,6 @@ def test_embed_with_a_huge_max_frames_fails_fast_in_one_line(models, tmp_path):
     command = [sys.executable, "-m", "matpac_keras.cli.embed", f"--model={preset}"]
     peak, stderr = peak_rss([*command, f"--output={tmp_path}/e.npz", str(clip)], ok=False)
     assert stderr.strip().splitlines() == [
-        f"Error: {preset}: invalid preset config (max_frames must be an integer; got 1000000000.0)"
+        f"Error: {preset}: invalid preset config (max_frames=1000000000.0: expected an integer)"
     ]
     assert peak < 3 * 2**30, f"peak RSS {peak / 2**30:.1f} GiB"
