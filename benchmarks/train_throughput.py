@@ -329,6 +329,8 @@ def main(argv=None):
                 if not args.tiny:
                     rec["mfu"] = flops * rec["samples_per_s"] / (peak * 1e12) if peak else None
                 runs.append(rec)
+                if args.output:  # what is measured so far survives an interrupted run
+                    _write_json(args.output + ".partial", {"args": vars(args), "runs": runs})
                 print(
                     f"batch {batch_size} round {r} {name:7s} {rec['samples_per_s']:7.3f} "
                     f"samples/s, step {rec['step_s_median']:.3f} s, peak RSS "
@@ -381,9 +383,15 @@ def main(argv=None):
         "summary": summary,
     }
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
+        _write_json(args.output, result)
+        os.remove(args.output + ".partial")
         print(f"wrote {args.output}")
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
