@@ -4,10 +4,11 @@ A training step allocates and frees hundreds of MiB of tensors (gradients, the c
 temporary buffer). glibc's malloc serves buffers under its mmap threshold from its heaps, and
 that threshold grows by itself up to 32 MiB as buffers are freed; a heap keeps what is freed in
 its middle, and each thread that allocates may get its own heap. Measured on ViT-B MATPAC
-(batch 4, CPU, `benchmarks/train_throughput.md`), the process held ~0.7-0.8 GiB more than the
-step needs. `return_freed_memory()` fixes the mmap threshold at 1 MiB (larger buffers are
-mapped and unmapped, their memory returned at once), trims heaps above 1 MiB of free top space,
-and caps the heaps at two. The numbers computed do not change; only where memory comes from.
+(batch 4, CPU, `benchmarks/train_throughput.md`), these settings lowered the peak by 0.2-0.3
+GiB (JAX: 4814 -> 4489-4543 MiB). `return_freed_memory()` fixes the mmap threshold at 1 MiB
+(larger buffers are mapped and unmapped, their memory returned at once), trims heaps above 1 MiB
+of free top space, and caps the heaps at two. The numbers computed do not change; only where
+memory comes from.
 
 `matpac-train` calls it before TensorFlow, JAX or torch load; a program that imports
 `matpac_keras` can call it first thing. It only acts under glibc (Linux); elsewhere it returns

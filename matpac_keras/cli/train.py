@@ -98,7 +98,7 @@ def run():
     # The demo's probe fits many small NumPy problems: OpenBLAS threads competing with the
     # backend's for the cores made it ~10x slower on a 2-core machine. Set before NumPy loads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    # Freed step buffers go back to the system (~0.7 GiB less peak memory on ViT-B, CPU).
+    # Freed step buffers go back to the system (0.2-0.3 GiB less peak memory on ViT-B, CPU).
     return_freed_memory()
     run_app(sys.modules[__name__], main)
 
