@@ -28,8 +28,8 @@ import numpy as np
 from absl import logging
 
 from matpac_keras.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, stream_audio
-from matpac_keras.embedding import ClipEmbeddings, EmbeddingExtractor
-from matpac_keras.frontend import num_frames
+from matpac_keras.logmel import num_frames
+from matpac_keras.numpy_embedding import ClipEmbeddings, NumpyEmbeddingExtractor
 
 
 class ErrorSkipper:
@@ -46,7 +46,7 @@ class ErrorSkipper:
         self.skipped[index] = (path, str(error))
 
 
-def most_whole_frames(extractor: EmbeddingExtractor) -> int:
+def most_whole_frames(extractor: NumpyEmbeddingExtractor) -> int:
     """The most log-mel frames of a clip that `extractor` encodes whole (`FileEmbedder`, the
     Beam pipeline): a clip of more windows than its `batch_size` is streamed (`embed_stream`).
     (The window count grows with the frames, so this is a search.)"""
@@ -64,7 +64,7 @@ class FileEmbedder:
     """Streams the clip embeddings of audio files (see the module docstring).
 
     Args:
-        extractor: EmbeddingExtractor. Its `batch_size` is the files encoded at once.
+        extractor: NumpyEmbeddingExtractor. Its `batch_size` is the files encoded at once.
         skip_errors: bool. Record unreadable files in `skipped` instead of raising their
             AudioError. Defaults to False.
         frames: bool. Keep per-time-step frames of streamed (long) files too. Defaults to False.
@@ -73,7 +73,7 @@ class FileEmbedder:
 
     def __init__(
         self,
-        extractor: EmbeddingExtractor,
+        extractor: NumpyEmbeddingExtractor,
         skip_errors: bool = False,
         frames: bool = False,
         decode_threads: int = 2,
@@ -176,7 +176,7 @@ class FileEmbedder:
 
 
 def embed_files(
-    extractor: EmbeddingExtractor,
+    extractor: NumpyEmbeddingExtractor,
     paths: list[str],
     skip_errors: bool,
     frames: bool = False,
@@ -198,7 +198,7 @@ def skipped_arrays(skipped: dict[int, tuple[str, str]]) -> dict[str, np.ndarray]
     }
 
 
-def job_options(model: str, extractor: EmbeddingExtractor, frames: bool) -> dict:
+def job_options(model: str, extractor: NumpyEmbeddingExtractor, frames: bool) -> dict:
     """What decides a job's embeddings, for a sharded output's manifest
     (`embedding_shards.manifest_for`): a restart with other options is refused."""
     model_path = os.path.abspath(model) if os.path.exists(model) else model
