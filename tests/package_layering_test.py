@@ -42,6 +42,7 @@ LAYERS = (
         "audio_converter",
         "pretrainer",
         "numpy_embedding",
+        "numpy_classifier",
         "embedding",
         "file_embeddings",
         "audio_classifier",

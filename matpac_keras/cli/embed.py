@@ -66,6 +66,7 @@ import numpy as np
 from absl import app, flags
 
 from matpac_keras.cli.entry import run_app
+from matpac_keras.cli.runtime_flags import check_runtime_flags, define_runtime_flags
 from matpac_keras.cli.window_flags import check_window_flags, define_window_flags
 
 FLAGS = flags.FLAGS
@@ -82,20 +83,7 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing output file (or anoth
 flags.DEFINE_integer(
     "shard_size", 1000, "Inputs per shard of a sharded --output folder.", lower_bound=1
 )
-flags.DEFINE_enum(
-    "runtime",
-    "keras",
-    ["keras", "onnx", "openvino"],
-    "What runs the encoder: Keras (the backend's), or ONNX Runtime / OpenVINO on the CPU "
-    "(exported from the model on first use and cached; needs the export extra).",
-)
-flags.DEFINE_enum(
-    "precision",
-    "float32",
-    ["float32", "bfloat16"],
-    "The encoder's arithmetic: bfloat16 (with --runtime=openvino) is faster on CPUs with bf16 "
-    "instructions, at about 1e-2 relative error.",
-)
+define_runtime_flags(__name__)
 flags.DEFINE_integer(
     "decode_threads", 2, "Threads decoding files ahead of the encoder.", lower_bound=1
 )
@@ -145,8 +133,7 @@ def main(argv):
     from matpac_keras.file_embeddings import FileEmbedder
     from matpac_keras.model_path import check_model_path
 
-    if FLAGS.precision == "bfloat16" and FLAGS.runtime != "openvino":
-        raise app.UsageError("--precision=bfloat16 needs --runtime=openvino")
+    check_runtime_flags()
     check_model_path(FLAGS.model)
     extractor = _extractor()
     embedder = FileEmbedder(extractor, FLAGS.skip_errors, FLAGS.frames, FLAGS.decode_threads)
@@ -176,26 +163,17 @@ def _extractor():
         backbone = load_backbone(FLAGS.model)
         _check_windows(backbone)
         return EmbeddingExtractor(backbone, **options)
-    from matpac_keras.encoder_runtime import cached_encoder, load_cached_encoder, model_file_key
+    from matpac_keras.cli.runtime_flags import runtime_encoder
     from matpac_keras.numpy_embedding import NumpyEmbeddingExtractor
 
-    runtime_options = {"precision": FLAGS.precision} if FLAGS.runtime == "openvino" else {}
-    key = model_file_key(FLAGS.model, FLAGS.layers)
-    try:
-        encoder = load_cached_encoder(key, FLAGS.runtime, **runtime_options)
-    except (ImportError, ValueError) as error:  # no runtime installed; a stale export
-        raise app.UsageError(f"--runtime={FLAGS.runtime}: {error}") from None
-    if encoder is None:  # first run with this model: export it (needs TensorFlow)
+    def load_backbone():
         from matpac_keras.saving import load_backbone
 
         backbone = load_backbone(FLAGS.model)
-        _check_windows(backbone)
-        try:
-            encoder = cached_encoder(
-                backbone, FLAGS.runtime, FLAGS.layers, key=key, **runtime_options
-            )
-        except (ImportError, ValueError) as error:  # no runtime; export needs TensorFlow
-            raise app.UsageError(f"--runtime={FLAGS.runtime}: {error}") from None
+        _check_windows(backbone)  # before the export
+        return backbone
+
+    encoder, _ = runtime_encoder(FLAGS.model, FLAGS.layers, load_backbone)
     _check_windows(encoder.spec)
     return NumpyEmbeddingExtractor(encoder.spec, encoder=encoder, **options)
 

@@ -2,14 +2,13 @@
 (cached by its weights), run outside Keras, gives Keras's embeddings (float32: within 1e-5;
 OpenVINO bfloat16: within 3e-2 relative, faster only on CPUs with bf16 instructions)."""
 
-import os
 import pathlib
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.cli.run_cli import run_cli, save_tiny_backbone
+from tests.cli.run_cli import no_keras_env, run_cli, save_tiny_backbone
 
 pytestmark = pytest.mark.single_backend
 
@@ -58,31 +57,19 @@ def test_bfloat16_needs_openvino(model, clips, tmp_path):
     assert "--precision=bfloat16 needs --runtime=openvino" in result.stderr
 
 
-NO_KERAS = """
-import sys
-
-# What a cached export must run without: importing any of these fails.
-for name in ("tensorflow", "keras", "keras_hub", "jax", "torch", "tf2onnx"):
-    sys.modules[name] = None
-"""
-
-
 def test_cached_export_runs_without_tensorflow_or_keras(model, clips, tmp_path):
     """With the export cached (first run), a process in which TensorFlow, Keras, JAX and torch
     cannot be imported embeds the files, as the Keras path does (the log-mel in NumPy)."""
     cache = {"MATPAC_ENCODER_CACHE": str(tmp_path / "cache")}
     keras_out = _embed(model, clips, tmp_path / "keras.npz")
     first = _embed(model, clips, tmp_path / "first.npz", "--runtime=onnx", **cache)  # exports
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(NO_KERAS)
-    path = os.pathsep.join([str(shim), os.environ.get("PYTHONPATH", "")])
-    out = _embed(model, clips, tmp_path / "none.npz", "--runtime=onnx", PYTHONPATH=path, **cache)
+    no_keras = no_keras_env(tmp_path / "shim")
+    out = _embed(model, clips, tmp_path / "none.npz", "--runtime=onnx", **no_keras, **cache)
     np.testing.assert_allclose(out, keras_out, atol=1e-5 * np.abs(keras_out).max())
     np.testing.assert_array_equal(out, first)
     # The shim works: without a cached export, the model must be built, and cannot be.
     other = tmp_path / "other.keras"
     save_tiny_backbone(other, seed=6, depth=1, max_frames=96)
     result = run_cli("embed", f"--model={other}", f"--output={tmp_path / 'x.npz'}",
-                     "--runtime=onnx", str(clips), ok=False, PYTHONPATH=path, **cache)  # fmt: skip
+                     "--runtime=onnx", str(clips), ok=False, **no_keras, **cache)  # fmt: skip
     assert "keras" in result.stderr.lower()
