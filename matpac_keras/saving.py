@@ -11,6 +11,7 @@ A preset is a keras-hub preset directory (`config.json` of the backbone, `model.
 invalid config, missing weights or weights that do not load are reported naming the directory.
 """
 
+import contextlib
 import importlib
 import json
 import os
@@ -50,6 +51,31 @@ def import_model_module(config: dict) -> None:
             importlib.import_module(module)
         except ImportError:
             pass  # not a module of this version: Keras reports the class it cannot locate
+
+
+@contextlib.contextmanager
+def weights_from_file():
+    """Inside, a Keras variable made with an initializer (`keras.initializers.Initializer`:
+    Glorot, truncated normal, ...) is filled with zeros instead of its random draw: for models
+    whose weights a file then overwrites (a ViT-B's 85 M draws cost seconds of start-up).
+    Loading checks that the file holds every weight; other initial values (seed generators'
+    states, plain arrays) are made as usual. Private API (`keras.src.backend.Variable`), pinned
+    by the keras==3.15 requirement.
+    """
+    from keras.src import backend, initializers
+
+    variable = backend.Variable
+    draw = variable._initialize_with_initializer
+    zeros = initializers.Zeros()
+
+    def fill(self, initializer):
+        draw(self, zeros if isinstance(initializer, initializers.Initializer) else initializer)
+
+    variable._initialize_with_initializer = fill
+    try:
+        yield
+    finally:
+        variable._initialize_with_initializer = draw
 
 
 def _corrupt(path: str, reason: str) -> InputError:
@@ -139,7 +165,8 @@ def load_preset_backbone(path: str | os.PathLike) -> MatpacBackbone:
     if keras.saving.get_registered_object(name) is not MatpacBackbone:
         raise InputError(f"{path}: a preset of {name}, not of matpac_keras>MatpacBackbone")
     try:
-        return keras_hub.models.Backbone.from_preset(path)
+        with weights_from_file():
+            return keras_hub.models.Backbone.from_preset(path)
     except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{path}: corrupt preset ({type(e).__name__}: {reason})") from e
@@ -160,7 +187,8 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     config = read_keras_config(path)
     import_model_module(config)
     try:
-        return keras.saving.load_model(path, compile=False)
+        with weights_from_file():
+            return keras.saving.load_model(path, compile=False)
     except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Could not locate class" in str(e) or "Unknown" in type(e).__name__:
@@ -207,7 +235,8 @@ def load_classifier(path: str | os.PathLike) -> MatpacAudioClassifier:
                 + WHAT_CLASSIFIERS_ARE
             )
         try:
-            model = MatpacAudioClassifier.from_preset(path)
+            with weights_from_file():
+                model = MatpacAudioClassifier.from_preset(path)
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"{path}: corrupt preset ({type(e).__name__}: {reason})") from e
