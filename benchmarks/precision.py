@@ -96,8 +96,8 @@ def _extractor(backbone, precision: str, args, waveforms):
     raise ValueError(precision)
 
 
-def _clips(builder, task):
-    """Every split's waveforms and labels (FSDD: train, test)."""
+def _clips(builder, task, most: int | None = None):
+    """Every split's waveforms and labels (FSDD: train, test); the first `most` of each."""
     from matpac_keras.evaluation import tfds_source
 
     out = {}
@@ -106,7 +106,7 @@ def _clips(builder, task):
         for batch in tfds_source.clip_batches(builder, split, task):
             waves += list(batch.waveforms)
             labels.append(batch.labels)
-        out[split] = (waves, np.concatenate(labels))
+        out[split] = (waves[:most], np.concatenate(labels)[:most])
     return out
 
 
@@ -207,6 +207,9 @@ def main():
     parser.add_argument("--int8", action="store_true", help="Also int8-openvino (NNCF).")
     parser.add_argument("--calibration", type=int, default=300, help="int8 calibration clips.")
     parser.add_argument("--nncf_path", default=None, help="Appended to sys.path for nncf.")
+    parser.add_argument(
+        "--max_clips", type=int, default=None, help="At most this many clips per split (a trial)."
+    )
     parser.add_argument("--output", default="benchmarks/precision.md")
     args = parser.parse_args()
     args.precisions = args.precisions.split(",") + (["int8-openvino"] if args.int8 else [])
@@ -220,7 +223,7 @@ def main():
 
     task = tasks.get_task("spoken_digit")
     builder = tfds_source.prepared_builder(task, data_dir, args.fsdd_dir)
-    clips = _clips(builder, task)
+    clips = _clips(builder, task, args.max_clips)
     results = []
     started = time.perf_counter()
     for model in args.models.split(","):
