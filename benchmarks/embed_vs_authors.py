@@ -42,6 +42,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+# The checkout's .venv, else (a git worktree without one) the environment running this script.
+VENV_BIN = (
+    os.path.join(ROOT, ".venv", "bin")
+    if os.path.isdir(os.path.join(ROOT, ".venv"))
+    else os.path.dirname(sys.executable)
+)
 SAMPLE_RATE = 16000
 
 # name -> (kind, KERAS_BACKEND, extra arguments[, extra environment]). "cli": matpac-embed;
@@ -107,6 +113,13 @@ def parse_args(argv=None):
         dest="startup",
         action="store_false",
         help="skip the one-file (start-up) runs",
+    )
+    parser.add_argument(
+        "--rates",
+        action="store_true",
+        help="before and after the rounds, measure NumPy's float32 matmul rate and the "
+        "encoder's GFLOP/s (benchmarks/encoder_rate.py); print each variant's whole-process "
+        "GFLOP/s (the encoder's FLOPs of the files / wall time)",
     )
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--timeout", type=float, default=900, help="seconds per process")
@@ -228,7 +241,7 @@ def variant_command(name, spec, args, paths, preset, checkpoint, output, cache) 
         env["PYTHONPATH"] = os.path.abspath(args.ours_pythonpath)
     if kind == "cli":
         command = [
-            os.path.join(ROOT, ".venv", "bin", "matpac-embed"),
+            os.path.join(VENV_BIN, "matpac-embed"),
             f"--model={preset}",
             f"--output={output}",
             "--overwrite",
@@ -238,7 +251,7 @@ def variant_command(name, spec, args, paths, preset, checkpoint, output, cache) 
     else:
         env.setdefault("PYTHONPATH", ROOT)
         command = [
-            os.path.join(ROOT, ".venv", "bin", "python"),
+            os.path.join(VENV_BIN, "python"),
             os.path.join(HERE, "ours_embed.py"),
             f"--model={preset}",
             f"--output={output}",
@@ -288,7 +301,7 @@ def versions(args) -> dict:
         return {n: listed.get(n) for n in names}
 
     ours = pip_versions(
-        os.path.join(ROOT, ".venv", "bin", "python"),
+        os.path.join(VENV_BIN, "python"),
         [
             "keras",
             "keras-hub",
@@ -384,7 +397,7 @@ def main(argv=None):
     preset = os.path.join(workdir, "preset")
     subprocess.run(
         [
-            os.path.join(ROOT, ".venv", "bin", "matpac-convert"),
+            os.path.join(VENV_BIN, "matpac-convert"),
             f"--checkpoint={checkpoint}",
             f"--output={preset}",
             "--overwrite",
@@ -420,6 +433,21 @@ def main(argv=None):
         record, _ = run(name, [one], "warmup", 1)
         warmup[name] = record
         print(f"  {name:22s} {record['wall_s']:7.2f} s", flush=True)
+    rates = []  # the encoder's GFLOP/s and the matmul rate, before the rounds and after
+
+    def measure_rates():
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+        env["PYTHONPATH"] = os.path.abspath(args.ours_pythonpath) if args.ours_pythonpath else ROOT
+        done = subprocess.run(
+            [os.path.join(VENV_BIN, "python"), os.path.join(HERE, "encoder_rate.py"),
+             f"--model={preset}"],
+            capture_output=True, text=True, env=env, check=True,
+        )  # fmt: skip
+        rates.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"rates: {rates[-1]}", flush=True)
+
+    if args.rates:
+        measure_rates()
     names = list(variants)
     comparisons = {}
     for r in range(args.rounds):
@@ -444,6 +472,8 @@ def main(argv=None):
                 record["round"] = r
                 runs.append(record)
                 print(f"round {r} {name:22s} 1 file  {record['wall_s']:7.2f} s", flush=True)
+    if args.rates:
+        measure_rates()
     reference = comparisons["theirs"]
     agreement = {n: compare(o, reference) for n, o in comparisons.items() if n != "theirs"}
     summary = {}
@@ -457,7 +487,10 @@ def main(argv=None):
             "one_file_runs_s": ones,
         }
     base = summary["theirs"]
+    clip_gflop = rates[0]["clip_10s_gflop"] if rates else None
     for name, s in summary.items():
+        if clip_gflop and args.seconds == 10.0:  # the encoder's FLOPs / whole-process time
+            s["whole_process_gflops"] = clip_gflop * args.files / s["all_files_median_s"]
         s["speedup_vs_theirs_all"] = base["all_files_median_s"] / s["all_files_median_s"]
         if s["one_file_median_s"]:
             s["speedup_vs_theirs_one"] = base["one_file_median_s"] / s["one_file_median_s"]
@@ -478,7 +511,10 @@ def main(argv=None):
             f"  {name:22s} {s['all_files_median_s']:7.2f} s  x{s['speedup_vs_theirs_all']:.2f}"
             + (f"   1 file {one:6.2f} s x{s['speedup_vs_theirs_one']:.2f}" if one else "")
             + extra
+            + (f"  {s['whole_process_gflops']:.0f} GFLOP/s" if "whole_process_gflops" in s else "")
         )
+    for measured in rates:
+        print(f"  rates: {measured}")
     result = {
         "benchmark": "embed_vs_authors",
         "argv": sys.argv,
@@ -491,6 +527,7 @@ def main(argv=None):
         },
         "tolerance": args.tolerance,
         "warmup": warmup,
+        "rates": rates,
         "runs": runs,
         "summary": summary,
     }

@@ -31,20 +31,14 @@ from matpac_keras.embedding import (
     check_chunk_frames,
     time_step_features,
 )
-from matpac_keras.head_labels import ACTIVATIONS, HeadLabels
+from matpac_keras.head_labels import (  # noqa: F401  (top_k_labels: importers take it from here)
+    ACTIVATIONS,
+    HeadLabels,
+    logit_probabilities,
+    top_k_labels,
+)
 
 POOLINGS = ("concat", "freq_mean")
-
-
-def top_k_labels(probabilities, names, k: int) -> list[list[tuple[str, float]]]:
-    """Per row of `probabilities` [N, K], the `k` most probable (name, probability) pairs, most
-    probable first; ties keep the output order."""
-    probabilities = np.asarray(probabilities)
-    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
-    return [
-        [(names[i], float(row[i])) for i in indices]
-        for row, indices in zip(probabilities, order, strict=True)
-    ]
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")
@@ -319,15 +313,7 @@ class MatpacAudioClassifier(keras_hub.models.Task):
         authors' choice for every head; "none" returns the logits), by default sigmoid for a
         `multi_label` model, else softmax."""
         activation = activation or ("sigmoid" if self.multi_label else "softmax")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
-        logits = np.asarray(logits, "float64")
-        if activation == "none":
-            return logits.astype("float32")
-        if activation == "sigmoid":
-            return (1.0 / (1.0 + np.exp(-logits))).astype("float32")
-        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return (exp / exp.sum(axis=-1, keepdims=True)).astype("float32")
+        return logit_probabilities(logits, activation)
 
     @property
     def label_names(self) -> tuple[str, ...]:

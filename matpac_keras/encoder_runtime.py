@@ -11,6 +11,9 @@ from a file exported once from the backbone, in another runtime:
 
     encoder = cached_encoder(backbone, "openvino")             # export once, cached on disk
 
+    key = model_file_key("matpac.keras")                       # no Keras: the file's content
+    encoder = load_cached_encoder(key, "openvino")             # None until exported under key
+
 The exported graph leaves the batch and the frames free, so windows of every length the
 extractor cuts (multiples of the patch size up to the backbone's `max_frames`) go through one
 file. OpenVINO compiles once per input shape (`OpenVinoEncoder` keeps one compiled model per
@@ -18,8 +21,18 @@ shape, `static_shapes=True`) or once for all (dynamic shapes). ONNX Runtime runs
 for all shapes.
 
 Each export is written with a sidecar `<path>.json` (the backbone's mel bins, patch size,
-`max_frames`, depth, layers and the width F * D) so that a runtime checks its inputs and says
-what is wrong, as the backbone itself does, instead of failing inside the runtime.
+`max_frames`, frequency patches F, width D, depth, layers and F * D) so that a runtime checks its
+inputs and says what is wrong, as the backbone itself does, instead of failing inside the
+runtime; and so that an encoder loaded from the cache gives `NumpyEmbeddingExtractor` the sizes
+it needs (`encoder.spec`) without the model being built.
+
+The cache is keyed by what decides the exported function. `cached_encoder(backbone)` keys it by
+the backbone's config and weights (`weights_fingerprint`: needs the model built); a CLI given a
+model file keys it by the file's content (`model_file_key`: a `.keras` file's bytes, or a preset
+folder's files), so that the next run finds the export before importing Keras at all. Hashing a
+ViT-B's 341 MB takes about 0.5 s, so the content key of a file is remembered under its
+identity (path, device, inode, size, mtime and ctime in ns): a file changed in any way is hashed
+again.
 
 Precision: float32 by default, equal to Keras's within float32 rounding. OpenVINO on a CPU with
 bfloat16 support computes in bfloat16 unless told otherwise; `precision="bfloat16"` asks for it
@@ -36,10 +49,12 @@ import tempfile
 import numpy as np
 from absl import logging
 
+from matpac_keras.numpy_embedding import EncoderSpec
+
 RUNTIMES = ("onnx", "openvino")
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
 PRECISIONS = ("float32", "bfloat16")
-FORMAT_VERSION = 1  # bump when the exported graph changes (invalidates cached exports)
+FORMAT_VERSION = 2  # bump when the exported graph changes (invalidates cached exports)
 
 
 def _metadata_path(path) -> pathlib.Path:
@@ -83,6 +98,8 @@ def export_token_features(backbone, path, all_layers: bool = False) -> str:
         "num_mels": backbone.num_mels,
         "patch_size": backbone.patch_size,
         "max_frames": backbone.max_frames,
+        "num_freq_patches": backbone.num_freq_patches,
+        "embed_dim": backbone.embed_dim,
         "depth": backbone.depth,
         "layers": backbone.depth if all_layers else 1,
         "width": backbone.num_freq_patches * backbone.embed_dim,
@@ -113,6 +130,11 @@ class _ExportedEncoder:
                 f"(format {self.metadata.get('format_version')}, expected {FORMAT_VERSION}): "
                 "export it again"
             )
+
+    @property
+    def spec(self) -> EncoderSpec:
+        """The backbone's sizes (`NumpyEmbeddingExtractor`'s `backbone` argument)."""
+        return EncoderSpec(**{k: self.metadata[k] for k in EncoderSpec.__dataclass_fields__})
 
     @property
     def layers(self) -> int:
@@ -245,6 +267,23 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "matpac_keras" / "encoders"
 
 
+def _export_path(cache_dir, key: str, runtime: str) -> pathlib.Path:
+    folder = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"{key}-{runtime}" / f"encoder{SUFFIXES[runtime]}"
+
+
+def load_cached_encoder(key: str, runtime: str, cache_dir=None, **options):
+    """The encoder exported into `cache_dir` (default `default_cache_dir()`) under `key`, or
+    None when there is none or its files no longer match their checksums (`cached_encoder`
+    then exports it again). Imports no Keras. `options` as for `cached_encoder`."""
+    if runtime not in ENCODERS:
+        raise ValueError(f"runtime must be one of {RUNTIMES}; got {runtime!r}")
+    path = _export_path(cache_dir, key, runtime)
+    if not _metadata_path(path).is_file() or _cache_problem(path.parent):
+        return None
+    return ENCODERS[runtime](path, **options)
+
+
 def cached_encoder(
     backbone,
     runtime: str,
@@ -266,10 +305,10 @@ def cached_encoder(
     """
     if runtime not in ENCODERS:
         raise ValueError(f"runtime must be one of {RUNTIMES}; got {runtime!r}")
-    cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = key or weights_fingerprint(backbone, all_layers)
-    folder = cache_dir / f"{key}-{runtime}"
-    path = folder / f"encoder{SUFFIXES[runtime]}"
+    cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = _export_path(cache_dir, key, runtime)
+    folder = path.parent
     problem = _cache_problem(folder) if folder.exists() else None
     if problem:
         logging.warning("cached encoder %s: %s; exporting it again", folder, problem)
@@ -289,7 +328,7 @@ def cached_encoder(
             os.rename(staging, folder)
         except OSError:  # another process got there first: use its export
             shutil.rmtree(staging, ignore_errors=True)
-    return ENCODERS[runtime](path, **options)
+    return load_cached_encoder(key, runtime, cache_dir, **options)
 
 
 CHECKSUMS = "checksums.json"
@@ -301,15 +340,25 @@ def _file_sha256(path: pathlib.Path) -> str:
 
 
 def _write_checksums(folder: pathlib.Path) -> None:
-    """Records the SHA-256 of every file of an export folder in its `checksums.json`."""
-    sums = {p.name: _file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    """Records the SHA-256, size and modification stamp of every file of an export folder in
+    its `checksums.json`."""
+    sums = {}
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        st = file.stat()
+        sums[file.name] = {
+            "sha256": _file_sha256(file),
+            "size": st.st_size,
+            "stamp": [st.st_ino, st.st_mtime_ns],
+        }
     (folder / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n")
 
 
 def _cache_problem(folder: pathlib.Path) -> str | None:
     """Why a cached export folder cannot be trusted (a file missing, truncated or changed
     since `_write_checksums`, or no checksums: an earlier version's or a damaged cache), or
-    None when every file is as exported."""
+    None when every file is as exported. A file of the recorded size, inode and modification
+    time is taken as written (a start-up does not re-hash hundreds of MB); any other is
+    hashed and compared."""
     try:
         sums = json.loads((folder / CHECKSUMS).read_text())
     except (OSError, ValueError):
@@ -317,10 +366,63 @@ def _cache_problem(folder: pathlib.Path) -> str | None:
     if not isinstance(sums, dict) or not sums:
         return f"no checksums in {CHECKSUMS}"
     for name, expected in sums.items():
+        if not isinstance(expected, dict) or "sha256" not in expected:
+            return f"no checksum of {name} in {CHECKSUMS}"
         try:
+            st = (folder / name).stat()
+            if st.st_size != expected.get("size"):
+                return f"{name} does not match its checksum (truncated or changed)"
+            if [st.st_ino, st.st_mtime_ns] == expected.get("stamp"):
+                continue
             actual = _file_sha256(folder / name)
         except OSError:
             return f"{name} is missing"
-        if actual != expected:
+        if actual != expected["sha256"]:
             return f"{name} does not match its checksum (truncated or changed)"
     return None
+
+
+def content_digest(path) -> str:
+    """blake2b of a `.keras` file's bytes, or of a preset folder's files (names and bytes)."""
+    path = pathlib.Path(path)
+    digest = hashlib.blake2b(digest_size=16)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(f"{file.relative_to(path) if path.is_dir() else ''}\0".encode())
+        with open(file, "rb") as data:
+            digest.update(hashlib.file_digest(data, "blake2b").digest())
+    return digest.hexdigest()
+
+
+def model_file_key(model, all_layers: bool = False, cache_dir=None) -> str:
+    """The cache key of the exports of the model in `model` (a `.keras` file or a preset
+    folder), from its content, `all_layers` and `FORMAT_VERSION`: found without building the
+    model. The content digest is remembered in `cache_dir`/keys under the files' identity
+    (`os.stat`: device, inode, size, mtime and ctime), so a file is hashed once until it
+    changes.
+    """
+    path = pathlib.Path(model).resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    identity = hashlib.blake2b(str(path).encode(), digest_size=16)
+    for file in files:
+        st = file.stat()
+        stamp = (file.name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        identity.update(repr(stamp).encode())
+    keys = (pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "keys"
+    memo = keys / identity.hexdigest()
+    try:
+        content = memo.read_text().strip()
+    except OSError:
+        content = ""
+    if len(content) != 32:
+        content = content_digest(path)
+        try:
+            keys.mkdir(parents=True, exist_ok=True)
+            staging = keys / f".{memo.name}.{os.getpid()}"
+            staging.write_text(content)
+            os.replace(staging, memo)
+        except OSError:  # a read-only cache: hash again next time
+            pass
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{content}:all_layers={all_layers}:format={FORMAT_VERSION}".encode())
+    return "file-" + digest.hexdigest()

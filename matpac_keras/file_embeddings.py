@@ -32,10 +32,9 @@ import numpy as np
 from absl import logging
 
 from matpac_keras.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, stream_audio
-from matpac_keras.backbone import backbone_fingerprint
-from matpac_keras.embedding import ClipEmbeddings, EmbeddingExtractor
 from matpac_keras.errors import InputError
-from matpac_keras.frontend import num_frames
+from matpac_keras.logmel import num_frames
+from matpac_keras.numpy_embedding import ClipEmbeddings, NumpyEmbeddingExtractor
 
 
 class NonFiniteError(InputError):
@@ -70,7 +69,7 @@ class ErrorSkipper:
         self.skipped[index] = (path, str(error))
 
 
-def most_whole_frames(extractor: EmbeddingExtractor) -> int:
+def most_whole_frames(extractor: NumpyEmbeddingExtractor) -> int:
     """The most log-mel frames of a clip that `extractor` encodes whole (`FileEmbedder`, the
     Beam pipeline): a clip of more windows than its `batch_size` is streamed (`embed_stream`).
     (The window count grows with the frames, so this is a search.)"""
@@ -88,7 +87,7 @@ class FileEmbedder:
     """Streams the clip embeddings of audio files (see the module docstring).
 
     Args:
-        extractor: EmbeddingExtractor. Its `batch_size` is the files encoded at once.
+        extractor: NumpyEmbeddingExtractor. Its `batch_size` is the files encoded at once.
         skip_errors: bool. Record unreadable files in `skipped` instead of raising their
             AudioError. Defaults to False.
         frames: bool. Keep per-time-step frames of streamed (long) files too. Defaults to False.
@@ -97,7 +96,7 @@ class FileEmbedder:
 
     def __init__(
         self,
-        extractor: EmbeddingExtractor,
+        extractor: NumpyEmbeddingExtractor,
         skip_errors: bool = False,
         frames: bool = False,
         decode_threads: int = 2,
@@ -211,7 +210,7 @@ class FileEmbedder:
 
 
 def embed_files(
-    extractor: EmbeddingExtractor,
+    extractor: NumpyEmbeddingExtractor,
     paths: list[str],
     skip_errors: bool,
     frames: bool = False,
@@ -233,16 +232,31 @@ def skipped_arrays(skipped: dict[int, tuple[str, str]]) -> dict[str, np.ndarray]
     }
 
 
-def job_options(model: str, extractor: EmbeddingExtractor, frames: bool) -> dict:
+def model_fingerprint(model: str, extractor: NumpyEmbeddingExtractor) -> str | None:
+    """A digest of the model a job embeds with: of the `.keras` file's or preset folder's
+    content when `model` is one (found alike whether the encoder is Keras's or a cached
+    export), else of the extractor's backbone's config and weights (`backbone_fingerprint`)."""
+    if os.path.exists(model):
+        from matpac_keras.encoder_runtime import content_digest
+
+        return content_digest(model)
+    backbone = getattr(extractor, "backbone", None)
+    if backbone is None:
+        return None
+    from matpac_keras.backbone import backbone_fingerprint
+
+    return backbone_fingerprint(backbone)
+
+
+def job_options(model: str, extractor: NumpyEmbeddingExtractor, frames: bool) -> dict:
     """What decides a job's embeddings, for a sharded output's manifest
     (`embedding_shards.manifest_for`): a restart with other options is refused. The model is
-    recorded by its path and by its content (`backbone_fingerprint`: config and weights), so a
-    model file replaced at the same path is refused too; the encoder's runtime and precision
-    are recorded beside it."""
+    recorded by its path and by its content (`model_fingerprint`), so a model file replaced at
+    the same path is refused too; the encoder's runtime and precision are recorded beside it."""
     model_path = os.path.abspath(model) if os.path.exists(model) else model
     return {
         "model": model_path,
-        "model_weights": backbone_fingerprint(extractor.backbone),
+        "model_weights": model_fingerprint(model, extractor),
         "mode": extractor.mode,
         "layers": extractor.layers,
         "frames": bool(frames),

@@ -3,7 +3,8 @@
 Everything is written with Keras ops, so the layer runs under TensorFlow, JAX and PyTorch and
 inside `tf.data`. The STFT frames the signal with one gather and takes a real FFT of the
 windowed frames: an FFT keeps float32 rounding near the authors' (a DFT-by-matmul was 10x
-further off the fixtures in the quiet bands).
+further off the fixtures in the quiet bands). Its constants and filters are `logmel.py`'s, which
+also computes the same log-mel in NumPy (for the runs that load no Keras).
 """
 
 import keras
@@ -14,76 +15,23 @@ import numpy as np
 # keras==3.15 requirement.
 from keras.src.layers.preprocessing.data_layer import DataLayer
 
-from matpac_keras.audio import SAMPLE_RATE
-
-N_FFT = 400
-HOP_LENGTH = 160
-N_MELS = 80
-F_MIN = 50.0
-F_MAX = 8000.0
-LOG_EPS = float(np.finfo(np.float32).eps)
-LOGMEL_MEAN = -7.056
-LOGMEL_STD = 4.193
-
-
-def num_frames(num_samples: int) -> int:
-    """Frames of the `center=False` STFT of `num_samples` samples (0 when too short)."""
-    return max(0, 1 + (num_samples - N_FFT) // HOP_LENGTH)
-
-
-def samples_for_frames(frames: int) -> int:
-    """The fewest samples whose `center=False` STFT has `frames` frames (97,520 for 608): the
-    length of a crop of `frames` frames, the inverse of `num_frames`."""
-    return N_FFT + HOP_LENGTH * (frames - 1)
-
-
-_MEL_F_SP = 200.0 / 3  # Slaney: 3 mels per 200 Hz below 1 kHz ...
-_MEL_MIN_LOG_HZ = 1000.0
-_MEL_LOG_STEP = float(np.log(6.4) / 27.0)  # ... and log-spaced above
-
-
-def hz_to_mel(hz: float) -> float:
-    """Slaney's mel scale, for one frequency."""
-    if hz < _MEL_MIN_LOG_HZ:
-        return hz / _MEL_F_SP
-    return _MEL_MIN_LOG_HZ / _MEL_F_SP + float(np.log(hz / _MEL_MIN_LOG_HZ)) / _MEL_LOG_STEP
-
-
-def mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    """Inverse of `hz_to_mel`, elementwise, in the dtype of `mel`."""
-    mel = np.asarray(mel)
-    min_log_mel = mel.dtype.type(_MEL_MIN_LOG_HZ / _MEL_F_SP)
-    log_hz = _MEL_MIN_LOG_HZ * np.exp(mel.dtype.type(_MEL_LOG_STEP) * (mel - min_log_mel))
-    return np.where(mel >= min_log_mel, log_hz, mel.dtype.type(_MEL_F_SP) * mel).astype(mel.dtype)
-
-
-def mel_filterbank(
-    sample_rate: int = SAMPLE_RATE,
-    n_fft: int = N_FFT,
-    n_mels: int = N_MELS,
-    f_min: float = F_MIN,
-    f_max: float = F_MAX,
-) -> np.ndarray:
-    """Slaney-scale, Slaney-area-normalised triangular filters, [n_fft // 2 + 1, n_mels].
-
-    Computed in float32 in the order torchaudio's `melscale_fbanks` uses: the authors' front end
-    (and so the published weights) saw exactly these rounded filters, which differ from a float64
-    computation by up to 1e-7 absolute (0.1% on the smallest edge weights).
-    """
-    fft_hz = np.linspace(0, sample_rate // 2, n_fft // 2 + 1, dtype=np.float32)
-    mel_points = np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2).astype(np.float32)
-    edges_hz = mel_to_hz(mel_points)
-    widths = edges_hz[1:] - edges_hz[:-1]
-    offsets = edges_hz[None, :] - fft_hz[:, None]
-    rising = -offsets[:, :-2] / widths[:-1]
-    falling = offsets[:, 2:] / widths[1:]
-    filters = np.maximum(np.float32(0), np.minimum(rising, falling))
-    return filters * (np.float32(2.0) / (edges_hz[2:] - edges_hz[:-2]))
-
-
-def periodic_hann(length: int) -> np.ndarray:
-    """The periodic Hann window (`torch.hann_window(length)`), float32."""
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)).astype("float32")
+from matpac_keras.audio import SAMPLE_RATE  # noqa: F401  (importers take it from here)
+from matpac_keras.logmel import (  # noqa: F401  (the constants and filters, shared with NumPy's)
+    F_MAX,
+    F_MIN,
+    HOP_LENGTH,
+    LOG_EPS,
+    LOGMEL_MEAN,
+    LOGMEL_STD,
+    N_FFT,
+    N_MELS,
+    hz_to_mel,
+    mel_filterbank,
+    mel_to_hz,
+    num_frames,
+    periodic_hann,
+    samples_for_frames,
+)
 
 
 @keras.saving.register_keras_serializable(package="matpac_keras")

@@ -15,10 +15,37 @@ import json
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from matpac_keras.errors import InputError
 from matpac_keras.outputs import atomic_output
 
 ACTIVATIONS = ("softmax", "sigmoid", "none")
+
+
+def logit_probabilities(logits, activation: str) -> np.ndarray:
+    """Probabilities [N, K] (float32) of logits [N, K]: "sigmoid" (each on its own) or
+    "softmax" (over the row), computed in float64; "none" gives the logits."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
+    logits = np.asarray(logits, "float64")
+    if activation == "none":
+        return logits.astype("float32")
+    if activation == "sigmoid":
+        return (1.0 / (1.0 + np.exp(-logits))).astype("float32")
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype("float32")
+
+
+def top_k_labels(probabilities, names, k: int) -> list[list[tuple[str, float]]]:
+    """Per row of `probabilities` [N, K], the `k` most probable (name, probability) pairs, most
+    probable first; ties keep the output order."""
+    probabilities = np.asarray(probabilities)
+    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    return [
+        [(names[i], float(row[i])) for i in indices]
+        for row, indices in zip(probabilities, order, strict=True)
+    ]
 
 
 @dataclass(frozen=True)

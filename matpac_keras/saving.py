@@ -148,6 +148,31 @@ def import_model_module(config: dict) -> None:
             pass  # not a module of this version: Keras reports the class it cannot locate
 
 
+@contextlib.contextmanager
+def weights_from_file():
+    """Inside, a Keras variable made with an initializer (`keras.initializers.Initializer`:
+    Glorot, truncated normal, ...) is filled with zeros instead of its random draw: for models
+    whose weights a file then overwrites (a ViT-B's 85 M draws cost seconds of start-up).
+    Loading checks that the file holds every weight; other initial values (seed generators'
+    states, plain arrays) are made as usual. Private API (`keras.src.backend.Variable`), pinned
+    by the keras==3.15 requirement.
+    """
+    from keras.src import backend, initializers
+
+    variable = backend.Variable
+    draw = variable._initialize_with_initializer
+    zeros = initializers.Zeros()
+
+    def fill(self, initializer):
+        draw(self, zeros if isinstance(initializer, initializers.Initializer) else initializer)
+
+    variable._initialize_with_initializer = fill
+    try:
+        yield
+    finally:
+        variable._initialize_with_initializer = draw
+
+
 def _corrupt(path: str, reason: str) -> InputError:
     return InputError(f"{path}: corrupt or truncated .keras file ({reason})")
 
@@ -247,7 +272,8 @@ def load_preset_backbone(path: str | os.PathLike) -> MatpacBackbone:
     if name is None or keras.saving.get_registered_object(name) is not MatpacBackbone:
         raise InputError(f"{path}: a preset of {_described(config)}, not of {MATPAC_BACKBONE}")
     try:
-        backbone = keras_hub.models.Backbone.from_preset(path, load_weights=False)
+        with weights_from_file():
+            backbone = keras_hub.models.Backbone.from_preset(path, load_weights=False)
     except Exception as e:
         raise InputError(f"{path}: invalid preset config ({_first_line(e)})") from e
     weights = os.path.join(path, PRESET_WEIGHTS)
@@ -274,7 +300,8 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     config = read_keras_config(path)
     import_model_module(config)
     try:
-        model = keras.saving.load_model(path, compile=False)
+        with weights_from_file():
+            model = keras.saving.load_model(path, compile=False)
     except Exception as e:
         reason = _first_line(e)
         if "Could not locate class" in str(e) or "Unknown" in type(e).__name__:
@@ -348,7 +375,8 @@ def load_classifier(path: str | os.PathLike) -> MatpacAudioClassifier:
                 + WHAT_CLASSIFIERS_ARE
             )
         try:
-            model = MatpacAudioClassifier.from_preset(path, load_weights=False)
+            with weights_from_file():
+                model = MatpacAudioClassifier.from_preset(path, load_weights=False)
         except Exception as e:
             raise InputError(f"{path}: invalid preset config ({_first_line(e)})") from e
         weights = os.path.join(path, PRESET_WEIGHTS)

@@ -7,16 +7,15 @@ heads converted by `matpac-convert`, or `matpac-finetune`'s classifier) exactly 
 `probabilities` turns them into probabilities, by default a sigmoid for a multi-label model and
 a softmax otherwise (the authors' choice for every head, with which the probabilities equal
 theirs). `Tags` holds the result and writes it as `matpac-tag` does: a table, JSON (top-k per
-clip) or `.npz` (every class).
+clip) or `.npz` (every class). The classifier may also be a `numpy_classifier.NumpyClassifier`
+(its head in NumPy on an exported encoder): then no Keras is imported.
 """
 
 import dataclasses
 import json
 
 import numpy as np
-from keras import ops
 
-from matpac_keras.audio_classifier import MatpacAudioClassifier, top_k_labels
 from matpac_keras.errors import InputError
 from matpac_keras.file_embeddings import (
     NonFiniteError,
@@ -24,6 +23,7 @@ from matpac_keras.file_embeddings import (
     embed_files,
     skipped_arrays,
 )
+from matpac_keras.head_labels import top_k_labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Tags:
 
 
 def tag_files(
-    classifier: MatpacAudioClassifier,
+    classifier,
     paths: list[str],
     activation: str | None = None,
     crop_frames: int | None = None,
@@ -105,7 +105,7 @@ def tag_files(
     """The label probabilities of audio files (any length, decoded and resampled to 16 kHz).
 
     Args:
-        classifier: MatpacAudioClassifier.
+        classifier: MatpacAudioClassifier (or NumpyClassifier).
         paths: audio files.
         activation: "sigmoid" or "softmax"; default: sigmoid for a `multi_label` classifier,
             else softmax.
@@ -130,7 +130,7 @@ def tag_files(
     embeddings = np.stack([results[i].embedding for i in kept])
     logits = np.concatenate(
         [
-            ops.convert_to_numpy(classifier.classify(embeddings[i : i + batch_size], False))
+            _numpy(classifier.classify(embeddings[i : i + batch_size], False))
             for i in range(0, len(embeddings), batch_size)
         ]
     )
@@ -154,3 +154,12 @@ def tag_files(
         activation=activation,
         skipped=dict(sorted(skipped.items())),
     )
+
+
+def _numpy(array) -> np.ndarray:
+    """A backend's tensor (or a NumPy array, as it is) as a NumPy array."""
+    if isinstance(array, np.ndarray):
+        return array
+    from keras import ops
+
+    return ops.convert_to_numpy(array)

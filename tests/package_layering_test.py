@@ -35,13 +35,15 @@ LAYERS = (
         "masking",
         "distribute",
     ),
-    ("frontend", "layers"),  # the log-mel and the transformer building blocks
+    ("logmel", "frontend", "layers"),  # the log-mel and the transformer building blocks
     # networks, their FLOP count, train steps
     ("heads", "losses", "predictor", "backbone", "flops", "train_steps"),
     # models, and the embeddings of audio files
     (
         "audio_converter",
         "pretrainer",
+        "numpy_embedding",
+        "numpy_classifier",
         "embedding",
         "file_embeddings",
         "audio_classifier",

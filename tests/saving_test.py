@@ -293,3 +293,24 @@ def test_classifier_of_an_earlier_version_is_refused_saying_what_to_do(tmp_path)
     for load in (load_model, load_backbone):
         with pytest.raises(InputError, match=r"classifier.keras: a MatpacClassifier, .*fine-tune"):
             load(path)
+
+
+def test_weights_from_file_draws_no_random_weights(tmp_path):
+    """Inside `weights_from_file` initializers are not drawn (zeros), seed states are kept, and
+    the context is undone; a model loaded under it holds the file's weights."""
+    from matpac_keras.saving import weights_from_file
+
+    with weights_from_file():
+        inside = keras.layers.Dense(4)
+        inside.build((None, 3))
+        seeds = keras.random.SeedGenerator(7)
+    assert not np.any(keras.ops.convert_to_numpy(inside.kernel))
+    assert np.any(keras.ops.convert_to_numpy(seeds.state))
+    outside = keras.layers.Dense(4)
+    outside.build((None, 3))
+    assert np.any(keras.ops.convert_to_numpy(outside.kernel))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    for saved, read in zip(model.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(*(keras.ops.convert_to_numpy(w) for w in (read, saved)))

@@ -30,7 +30,9 @@ bad file stops the run at its shard, the shards before it kept.
 
 --runtime=onnx or openvino runs the encoder in ONNX Runtime or OpenVINO (CPU) instead of
 Keras: the model is exported once (under KERAS_BACKEND=tensorflow) into the cache folder
-($MATPAC_ENCODER_CACHE, else ~/.cache/matpac_keras/encoders), keyed by its weights.
+($MATPAC_ENCODER_CACHE, else ~/.cache/matpac_keras/encoders), keyed by the model file's
+content; later runs find it there and import neither TensorFlow nor Keras (the log-mel in
+NumPy, equal to Keras's within 1e-5).
 --precision=bfloat16 (with openvino) computes in bfloat16: faster on CPUs with bf16
 instructions, at about 1e-2 relative error (benchmarks/embed.md).
 
@@ -67,6 +69,7 @@ import numpy as np
 from absl import app, flags
 
 from matpac_keras.cli.entry import run_app
+from matpac_keras.cli.runtime_flags import check_runtime_flags, define_runtime_flags
 from matpac_keras.cli.window_flags import check_window_flags, define_window_flags
 
 FLAGS = flags.FLAGS
@@ -83,20 +86,7 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing output file (or anoth
 flags.DEFINE_integer(
     "shard_size", 1000, "Inputs per shard of a sharded --output folder.", lower_bound=1
 )
-flags.DEFINE_enum(
-    "runtime",
-    "keras",
-    ["keras", "onnx", "openvino"],
-    "What runs the encoder: Keras (the backend's), or ONNX Runtime / OpenVINO on the CPU "
-    "(exported from the model on first use and cached; needs the export extra).",
-)
-flags.DEFINE_enum(
-    "precision",
-    "float32",
-    ["float32", "bfloat16"],
-    "The encoder's arithmetic: bfloat16 (with --runtime=openvino) is faster on CPUs with bf16 "
-    "instructions, at about 1e-2 relative error.",
-)
+define_runtime_flags(__name__)
 flags.DEFINE_integer(
     "decode_threads", 2, "Threads decoding files ahead of the encoder.", lower_bound=1
 )
@@ -147,27 +137,12 @@ def main(argv):
         check_output(FLAGS.output, overwrite=True, folder=True, flag="--output")
     else:
         output = check_output(FLAGS.output, FLAGS.overwrite, suffix=".npz", flag="--output")
-    from matpac_keras.embedding import EmbeddingExtractor
     from matpac_keras.file_embeddings import FileEmbedder
-    from matpac_keras.saving import load_backbone
+    from matpac_keras.model_path import check_model_path
 
-    if FLAGS.precision == "bfloat16" and FLAGS.runtime != "openvino":
-        raise app.UsageError("--precision=bfloat16 needs --runtime=openvino")
-    backbone = load_backbone(FLAGS.model)
-    window, hop = check_window_flags(backbone, FLAGS.temporal_support, FLAGS.hop)
-    if FLAGS.frames and hop < window:
-        raise app.UsageError("--frames needs non-overlapping windows: --hop = --temporal_support")
-    extractor = EmbeddingExtractor(
-        backbone,
-        mode=FLAGS.mode,
-        layers=FLAGS.layers,
-        frame_order="official" if FLAGS.official_frame_order else "temporal",
-        batch_size=FLAGS.batch_size,
-        temporal_support=FLAGS.temporal_support,
-        hop=FLAGS.hop,
-        aggregate=FLAGS.aggregate,
-        encoder=_runtime_encoder(backbone),
-    )
+    check_runtime_flags()
+    check_model_path(FLAGS.model)
+    extractor = _extractor()
     embedder = FileEmbedder(extractor, FLAGS.skip_errors, FLAGS.frames, FLAGS.decode_threads)
     if sharded:
         _embed_sharded(embedder, paths)
@@ -175,17 +150,46 @@ def main(argv):
         _embed_npz(embedder, paths, output)
 
 
-def _runtime_encoder(backbone):
-    """The --runtime's encoder of `backbone` (None: Keras's own)."""
+def _extractor():
+    """The flags' extractor. With --runtime=onnx|openvino: the encoder cached under the model
+    file's content key, run by `NumpyEmbeddingExtractor` (no Keras imported), exported from the
+    model first if the cache has none; else the backbone in Keras (`EmbeddingExtractor`)."""
+    options = {
+        "mode": FLAGS.mode,
+        "layers": FLAGS.layers,
+        "frame_order": "official" if FLAGS.official_frame_order else "temporal",
+        "batch_size": FLAGS.batch_size,
+        "temporal_support": FLAGS.temporal_support,
+        "hop": FLAGS.hop,
+        "aggregate": FLAGS.aggregate,
+    }
     if FLAGS.runtime == "keras":
-        return None
-    from matpac_keras.encoder_runtime import cached_encoder
+        from matpac_keras.embedding import EmbeddingExtractor
+        from matpac_keras.saving import load_backbone
 
-    options = {"precision": FLAGS.precision} if FLAGS.runtime == "openvino" else {}
-    try:
-        return cached_encoder(backbone, FLAGS.runtime, all_layers=FLAGS.layers, **options)
-    except (ImportError, ValueError) as error:  # no runtime installed; export needs TensorFlow
-        raise app.UsageError(f"--runtime={FLAGS.runtime}: {error}") from None
+        backbone = load_backbone(FLAGS.model)
+        _check_windows(backbone)
+        return EmbeddingExtractor(backbone, **options)
+    from matpac_keras.cli.runtime_flags import runtime_encoder
+    from matpac_keras.numpy_embedding import NumpyEmbeddingExtractor
+
+    def load_backbone():
+        from matpac_keras.saving import load_backbone
+
+        backbone = load_backbone(FLAGS.model)
+        _check_windows(backbone)  # before the export
+        return backbone
+
+    encoder, _ = runtime_encoder(FLAGS.model, FLAGS.layers, load_backbone)
+    _check_windows(encoder.spec)
+    return NumpyEmbeddingExtractor(encoder.spec, encoder=encoder, **options)
+
+
+def _check_windows(backbone) -> None:
+    """The window flags, for `backbone` (or its `EncoderSpec`); app.UsageError naming them."""
+    window, hop = check_window_flags(backbone, FLAGS.temporal_support, FLAGS.hop)
+    if FLAGS.frames and hop < window:
+        raise app.UsageError("--frames needs non-overlapping windows: --hop = --temporal_support")
 
 
 def _embed_sharded(embedder, paths: list[str]) -> None:

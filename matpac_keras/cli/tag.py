@@ -18,6 +18,12 @@ are a sigmoid of the logits (the default for multi-label heads: each tag on its 
 softmax (the default for single-label heads, and the authors' choice for every head: with
 --activation=softmax the probabilities equal their inference package's).
 
+--runtime=onnx or openvino runs the encoder in ONNX Runtime or OpenVINO (CPU), and the head in
+NumPy: exported once from the model (under KERAS_BACKEND=tensorflow) into the cache folder
+($MATPAC_ENCODER_CACHE, else ~/.cache/matpac_keras/encoders), keyed by the model file's content;
+later runs find it there and import neither TensorFlow nor Keras. --precision=bfloat16 (with
+openvino) computes the encoder in bfloat16.
+
 Prints, per clip, its top --top_k labels (unless --notable). --output writes, atomically,
 `tags.json` (a list of {"file", "labels", "probabilities"}, top-k, most probable first) or
 `tags.npz` (`files` [N], `labels` [K], `probabilities` [N, K] of every class, `activation`, and
@@ -27,11 +33,13 @@ is left out and listed. A file whose embedding or probabilities hold NaN or Inf 
 in a float file) stops the run naming it, or with --skip_errors is left out and listed.
 """
 
+import os
 import sys
 
 from absl import app, flags
 
 from matpac_keras.cli.entry import run_app
+from matpac_keras.cli.runtime_flags import check_runtime_flags, define_runtime_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A MatpacAudioClassifier: a preset directory or a .keras file.")
@@ -63,6 +71,7 @@ flags.DEFINE_string(
     "input_list", None, "A text file of audio paths, one per line (relative to its folder)."
 )
 flags.DEFINE_bool("table", True, "Print each clip's top labels (--notable: only a summary).")
+define_runtime_flags(__name__)
 flags.mark_flags_as_required(["model"])
 
 OUTPUT_SUFFIXES = (".json", ".npz")
@@ -82,13 +91,13 @@ def main(argv):
     paths = input_audio_files(argv[1:], FLAGS.input_list)
     if FLAGS.output is not None:
         check_output(FLAGS.output, FLAGS.overwrite, flag="--output")
+    check_runtime_flags()
     check_model_path(FLAGS.model)
     from tqdm import tqdm
 
-    from matpac_keras.saving import load_classifier
     from matpac_keras.tagging import tag_files
 
-    classifier = load_classifier(FLAGS.model)
+    classifier = _classifier()
     try:
         classifier.clip_extractor(FLAGS.crop_frames)
     except ValueError as error:
@@ -114,6 +123,36 @@ def main(argv):
         f"tagged {len(tags.files)} clips with {len(tags.labels)} labels "
         f"({tags.activation}){skipped}{written}"
     )
+
+
+def _classifier():
+    """The --model classifier: in Keras, or with --runtime=onnx|openvino its cached export and
+    head (`NumpyClassifier`: no Keras imported), exported first if the cache has none."""
+    if FLAGS.runtime == "keras":
+        from matpac_keras.saving import load_classifier
+
+        return load_classifier(FLAGS.model)
+    from matpac_keras.cli.runtime_flags import runtime_encoder
+    from matpac_keras.numpy_classifier import NumpyClassifier, head_arrays, save_head
+
+    loaded = []
+
+    def load_backbone():
+        from matpac_keras.saving import load_classifier
+
+        loaded.append(load_classifier(FLAGS.model))
+        return loaded[0].backbone
+
+    encoder, _ = runtime_encoder(FLAGS.model, False, load_backbone)
+    head = os.path.join(os.path.dirname(encoder.path), "head.npz")
+    if not os.path.isfile(head):  # exported by this run, or by matpac-embed
+        if not loaded:
+            load_backbone()
+        try:
+            save_head(head_arrays(loaded[0]), head)
+        except ValueError as error:
+            raise app.UsageError(f"--runtime={FLAGS.runtime}: {error}: use Keras") from None
+    return NumpyClassifier.load(head, encoder)
 
 
 def run():

@@ -62,7 +62,7 @@ def define_window_flags(module_name: str, sweep: bool = False) -> None:
 def check_window_flags(backbone, temporal_support, hop) -> tuple[int, int]:
     """(window, hop) frames of the flags' values for `backbone`; app.UsageError naming the flag
     for a value out of range."""
-    from matpac_keras.embedding import window_frames
+    from matpac_keras.numpy_embedding import window_frames
 
     try:
         return window_frames(backbone, temporal_support, hop, prefix="--")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.cli.run_cli import run_cli, save_tiny_backbone
+from tests.cli.run_cli import no_keras_env, run_cli, save_tiny_backbone
 
 pytestmark = pytest.mark.single_backend
 
@@ -43,7 +43,8 @@ def test_openvino_equals_keras(model, clips, tmp_path):
     # tests/encoder_runtime_test.py)
     out = _embed(model, clips, tmp_path / "openvino.npz", "--runtime=openvino", **cache)
     np.testing.assert_allclose(out, keras_out, atol=1e-5 * scale)
-    assert len(list((tmp_path / "cache").iterdir())) == 1  # the export, kept for the next run
+    exports = [p for p in (tmp_path / "cache").iterdir() if p.name != "keys"]
+    assert len(exports) == 1  # the export, kept for the next run
     bf16 = _embed(model, clips, tmp_path / "bf16.npz", "--runtime=openvino",
                   "--precision=bfloat16", **cache)  # fmt: skip
     relative = np.abs(bf16 - keras_out).max() / scale
@@ -54,3 +55,21 @@ def test_bfloat16_needs_openvino(model, clips, tmp_path):
     result = run_cli("embed", f"--model={model}", f"--output={tmp_path / 'x.npz'}",
                      "--precision=bfloat16", str(clips), ok=False)  # fmt: skip
     assert "--precision=bfloat16 needs --runtime=openvino" in result.stderr
+
+
+def test_cached_export_runs_without_tensorflow_or_keras(model, clips, tmp_path):
+    """With the export cached (first run), a process in which TensorFlow, Keras, JAX and torch
+    cannot be imported embeds the files, as the Keras path does (the log-mel in NumPy)."""
+    cache = {"MATPAC_ENCODER_CACHE": str(tmp_path / "cache")}
+    keras_out = _embed(model, clips, tmp_path / "keras.npz")
+    first = _embed(model, clips, tmp_path / "first.npz", "--runtime=onnx", **cache)  # exports
+    no_keras = no_keras_env(tmp_path / "shim")
+    out = _embed(model, clips, tmp_path / "none.npz", "--runtime=onnx", **no_keras, **cache)
+    np.testing.assert_allclose(out, keras_out, atol=1e-5 * np.abs(keras_out).max())
+    np.testing.assert_array_equal(out, first)
+    # The shim works: without a cached export, the model must be built, and cannot be.
+    other = tmp_path / "other.keras"
+    save_tiny_backbone(other, seed=6, depth=1, max_frames=96)
+    result = run_cli("embed", f"--model={other}", f"--output={tmp_path / 'x.npz'}",
+                     "--runtime=onnx", str(clips), ok=False, **no_keras, **cache)  # fmt: skip
+    assert "keras" in result.stderr.lower()

@@ -57,3 +57,20 @@ def save_tiny_backbone(path: pathlib.Path, seed: int, **sizes) -> pathlib.Path:
     backbone.build(None)
     backbone.save(path)
     return path
+
+
+NO_KERAS = """
+import sys
+
+# What a cached encoder export must run without: importing any of these fails.
+for name in ("tensorflow", "keras", "keras_hub", "jax", "torch", "tf2onnx"):
+    sys.modules[name] = None
+"""
+
+
+def no_keras_env(folder: pathlib.Path) -> dict[str, str]:
+    """Environment for `run_cli` in which TensorFlow, Keras, keras-hub, JAX and torch cannot be
+    imported (a `sitecustomize.py` written into `folder`, first on PYTHONPATH)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(NO_KERAS)
+    return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}

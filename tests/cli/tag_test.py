@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from matpac_keras.class_mappings import task_labels
-from tests.cli.run_cli import run_cli
+from tests.cli.run_cli import no_keras_env, run_cli
 
 pytestmark = pytest.mark.single_backend
 
@@ -58,6 +58,16 @@ def test_audioset_tagger_tags_as_the_authors(as_tagger, heads, tmp_path):
         assert [label for _, label in shown] == [a.rsplit(" (", 1)[0] for a in authors[clip]]
         assert [p for p, _ in shown] == [f"{p:.3f}" for p in reference[clip, top5[clip]]]
     assert lines[-1] == f"tagged 6 clips with 527 labels (softmax); wrote {out}"
+    # --runtime=openvino: exported by the first run; the second, with TensorFlow, Keras, JAX
+    # and torch unimportable, runs the cached encoder and the head in NumPy, as the authors.
+    cache = {"MATPAC_ENCODER_CACHE": str(tmp_path / "cache")}
+    for run, env in enumerate([{}, no_keras_env(tmp_path / "shim")]):
+        runtime = tmp_path / f"runtime{run}.npz"
+        run_cli("tag", f"--model={as_tagger}", "--activation=softmax", "--runtime=openvino",
+                f"--output={runtime}", str(clips), **env, **cache)  # fmt: skip
+        with np.load(runtime) as tags:
+            np.testing.assert_allclose(tags["probabilities"], reference, atol=1e-5, rtol=0)
+            np.testing.assert_allclose(tags["probabilities"], probabilities, atol=2e-6, rtol=0)
 
 
 def test_probe_head_tags_real_recordings_from_a_folder_and_a_list(
