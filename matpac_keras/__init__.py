@@ -98,12 +98,17 @@ class _RegisterWhenKerasHubIsLoaded(importlib.abc.MetaPathFinder):
             loader.exec_module(module)
         finally:
             self._depth -= own
-        if self._depth == 0 and _REGISTERING_MODULE in sys.modules and self in sys.meta_path:
+        if self._depth == 0 and _keras_hub_loaded() and self in sys.meta_path:
             sys.meta_path.remove(self)
             register()
 
 
-if _REGISTERING_MODULE in sys.modules:
+def _keras_hub_loaded() -> bool:
+    """Whether keras-hub is imported (a `None` in `sys.modules` blocks it: not imported)."""
+    return sys.modules.get(_REGISTERING_MODULE) is not None
+
+
+if _keras_hub_loaded():
     register()
 elif not any(isinstance(finder, _RegisterWhenKerasHubIsLoaded) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenKerasHubIsLoaded())

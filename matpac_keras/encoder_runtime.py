@@ -49,6 +49,7 @@ import tempfile
 import numpy as np
 from absl import logging
 
+from matpac_keras.model_path import content_digest
 from matpac_keras.numpy_embedding import EncoderSpec
 
 RUNTIMES = ("onnx", "openvino")
@@ -380,18 +381,6 @@ def _cache_problem(folder: pathlib.Path) -> str | None:
         if actual != expected["sha256"]:
             return f"{name} does not match its checksum (truncated or changed)"
     return None
-
-
-def content_digest(path) -> str:
-    """blake2b of a `.keras` file's bytes, or of a preset folder's files (names and bytes)."""
-    path = pathlib.Path(path)
-    digest = hashlib.blake2b(digest_size=16)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(f"{file.relative_to(path) if path.is_dir() else ''}\0".encode())
-        with open(file, "rb") as data:
-            digest.update(hashlib.file_digest(data, "blake2b").digest())
-    return digest.hexdigest()
 
 
 def model_file_key(model, all_layers: bool = False, cache_dir=None) -> str:

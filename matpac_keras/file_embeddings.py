@@ -237,7 +237,7 @@ def model_fingerprint(model: str, extractor: NumpyEmbeddingExtractor) -> str | N
     content when `model` is one (found alike whether the encoder is Keras's or a cached
     export), else of the extractor's backbone's config and weights (`backbone_fingerprint`)."""
     if os.path.exists(model):
-        from matpac_keras.encoder_runtime import content_digest
+        from matpac_keras.model_path import content_digest
 
         return content_digest(model)
     backbone = getattr(extractor, "backbone", None)

@@ -4,7 +4,9 @@ Checked by the CLIs before anything heavy is imported, so a mistyped `--model` f
 `saving.py` reads what passes.
 """
 
+import hashlib
 import os
+import pathlib
 
 from matpac_keras.errors import InputError
 
@@ -25,3 +27,15 @@ def check_model_path(path: str | os.PathLike, flag: str = "--model") -> None:
             f"{flag} {text!r}: expected a .keras file or a preset directory (convert .pt "
             "checkpoints with matpac-convert)"
         )
+
+
+def content_digest(path) -> str:
+    """blake2b of a `.keras` file's bytes, or of a preset folder's files (names and bytes)."""
+    path = pathlib.Path(path)
+    digest = hashlib.blake2b(digest_size=16)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(f"{file.relative_to(path) if path.is_dir() else ''}\0".encode())
+        with open(file, "rb") as data:
+            digest.update(hashlib.file_digest(data, "blake2b").digest())
+    return digest.hexdigest()

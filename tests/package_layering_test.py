@@ -34,6 +34,7 @@ LAYERS = (
         "optimizers",
         "masking",
         "distribute",
+        "allocator",
     ),
     ("logmel", "frontend", "layers"),  # the log-mel and the transformer building blocks
     # networks, their FLOP count, train steps
